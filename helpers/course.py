@@ -1,0 +1,229 @@
+"""The course as a sequence: run folders, ``summary.json`` and the chapter runner.
+
+A run lives in ``runs/<profile>/``: one subfolder per chapter (``01_dump/``, ``02_cleaning/``...)
+and ``summary.json``, which records for every chapter that ran its status, wall seconds and key
+metrics. The nightly reads its regressions from that file.
+
+``python -m helpers.course --profile tiny`` executes the chapter notebooks in order with papermill,
+saves each executed notebook in the run folder and stops at the first failure, naming it.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from helpers.profiles import PROFILES, REPO_ROOT, get_profile
+
+NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
+
+# Chapter key -> notebook stem. The key names the chapter's folder in the run.
+CHAPTERS: dict[str, str] = {
+    "01_dump": "01_dump_parsing",
+    "02_cleaning": "02_cleaning",
+    "03_pairs": "03_pairing",
+}
+
+
+def run_dir_for(profile: str, runs_root: Path | None = None) -> Path:
+    """The run folder of ``profile`` (``runs/<profile>`` under the repository by default)."""
+    get_profile(profile)  # fail at once on an unknown profile, listing the valid ones
+    return (runs_root or REPO_ROOT / "runs") / profile
+
+
+def resolve_run_dir(profile: str, run_dir: Path | str | None = None) -> Path:
+    """A notebook's run folder: ``run_dir`` when given (papermill passes it), else the profile's."""
+    return run_dir_for(profile) if run_dir is None else Path(run_dir)
+
+
+def chapter_dir(run_dir: Path | str, chapter: str) -> Path:
+    """The folder of ``chapter`` inside ``run_dir``, created if needed."""
+    if chapter not in CHAPTERS:
+        raise ValueError(f"unknown chapter {chapter!r}; chapters are {', '.join(CHAPTERS)}")
+    path = Path(run_dir) / chapter
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+class MissingInputError(FileNotFoundError):
+    """An input an earlier chapter should have produced is not there."""
+
+
+def require_input(path: Path | str, produced_by: str) -> Path:
+    """Return ``path`` if it exists, else say which chapter produces it and how to run it."""
+    path = Path(path)
+    if not path.exists():
+        notebook = CHAPTERS.get(produced_by, produced_by)
+        raise MissingInputError(
+            f"{path} does not exist: it is produced by chapter {produced_by}. Run "
+            f"notebooks/{notebook}.ipynb first, or the whole course with "
+            f"`python -m helpers.course --profile <profile>`"
+        )
+    return path
+
+
+@contextlib.contextmanager
+def atomic_output(path: Path | str, mode: str = "w", **open_kwargs: Any) -> Iterator[Any]:
+    """Open a temporary file beside ``path`` and move it into place only if the block succeeds.
+
+    A chapter killed midway then leaves nothing half-written that a later run would trust.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    os.close(fd)
+    try:
+        with open(tmp_name, mode, **open_kwargs) as handle:
+            yield handle
+        os.replace(tmp_name, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_name)
+        raise
+
+
+def write_json(path: Path | str, data: Any) -> Path:
+    """Write ``data`` as indented JSON, atomically."""
+    with atomic_output(path, encoding="utf-8") as handle:
+        json.dump(data, handle, indent=2, ensure_ascii=False, sort_keys=False)
+        handle.write("\n")
+    return Path(path)
+
+
+def read_summary(run_dir: Path | str) -> dict[str, Any]:
+    """The run's ``summary.json`` as a dict (an empty summary when the run has none yet)."""
+    path = Path(run_dir) / "summary.json"
+    if not path.exists():
+        return {"chapters": {}}
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def record_chapter(
+    run_dir: Path | str,
+    chapter: str,
+    *,
+    metrics: dict[str, Any] | None = None,
+    status: str | None = None,
+    wall_seconds: float | None = None,
+    **fields: Any,
+) -> dict[str, Any]:
+    """Merge a chapter's status, wall seconds and metrics into ``summary.json``; return its entry.
+
+    Notebooks call this with their metrics; the runner calls it with status and wall time.
+    """
+    if chapter not in CHAPTERS:
+        raise ValueError(f"unknown chapter {chapter!r}; chapters are {', '.join(CHAPTERS)}")
+    summary = read_summary(run_dir)
+    entry = summary["chapters"].setdefault(chapter, {})
+    if status is not None:
+        entry["status"] = status
+    if wall_seconds is not None:
+        entry["wall_seconds"] = round(float(wall_seconds), 3)
+    if metrics is not None:
+        entry["metrics"] = metrics
+    entry.update(fields)
+    summary["chapters"] = {key: summary["chapters"][key] for key in CHAPTERS if key in summary["chapters"]}
+    write_json(Path(run_dir) / "summary.json", summary)
+    return entry
+
+
+def run_course(
+    profile: str,
+    *,
+    runs_root: Path | None = None,
+    from_chapter: str | None = None,
+    only: list[str] | None = None,
+    notebooks_dir: Path = NOTEBOOKS_DIR,
+    log_output: bool = False,
+) -> dict[str, Any]:
+    """Execute the chapter notebooks in order with papermill for ``profile``; return the summary.
+
+    Executed notebooks are saved in each chapter's folder. ``from_chapter`` resumes on the artifacts
+    of an earlier run. The first failure stops the run and raises, naming the notebook.
+    """
+    import papermill  # imported here: the helpers themselves do not need it
+
+    run_dir = run_dir_for(profile, runs_root)
+    chapters = list(CHAPTERS)
+    if from_chapter is not None:
+        if from_chapter not in CHAPTERS:
+            raise ValueError(f"unknown chapter {from_chapter!r}; chapters are {', '.join(CHAPTERS)}")
+        chapters = chapters[chapters.index(from_chapter):]
+    if only:
+        chapters = [chapter for chapter in chapters if chapter in only]
+    run_dir.mkdir(parents=True, exist_ok=True)
+    summary = read_summary(run_dir)
+    summary.update({"profile": profile, "run_dir": str(run_dir)})
+    write_json(run_dir / "summary.json", summary)
+    for chapter in chapters:
+        notebook = Path(notebooks_dir) / f"{CHAPTERS[chapter]}.ipynb"
+        executed = chapter_dir(run_dir, chapter) / f"{notebook.stem}.executed.ipynb"
+        print(f"[{profile}] {chapter}: running {notebook.name}", flush=True)
+        started = time.perf_counter()
+        try:
+            papermill.execute_notebook(
+                str(notebook),
+                str(executed),
+                parameters={"profile": profile, "run_dir": str(run_dir)},
+                cwd=str(notebook.parent),
+                log_output=log_output,
+                progress_bar=False,
+                kernel_name="python3",
+            )
+        except Exception as error:  # papermill raises PapermillExecutionError with the cell
+            seconds = time.perf_counter() - started
+            description = _describe(error, executed)
+            record_chapter(run_dir, chapter, status="failed", wall_seconds=seconds, error=description)
+            raise RuntimeError(
+                f"chapter {chapter} failed in {notebook} after {seconds:.1f}s: "
+                f"{description}\nThe executed notebook, with the failing cell, is {executed}"
+            ) from error
+        seconds = time.perf_counter() - started
+        record_chapter(run_dir, chapter, status="ok", wall_seconds=seconds, error=None)
+        print(f"[{profile}] {chapter}: ok in {seconds:.1f}s", flush=True)
+    return read_summary(run_dir)
+
+
+def _describe(error: BaseException, executed: Path | None = None) -> str:
+    """One line naming the failing cell (as numbered in the executed notebook), its code and error."""
+    name, value = getattr(error, "ename", type(error).__name__), getattr(error, "evalue", str(error))
+    count = getattr(error, "exec_count", None)
+    where = ""
+    if count is not None:
+        where = f"cell [{count}]"
+        if executed is not None and executed.exists():
+            import nbformat
+
+            cells = nbformat.read(executed, as_version=4).cells
+            failing = [c.source.strip() for c in cells if c.get("execution_count") == count and c.source.strip()]
+            where += f" `{failing[0].splitlines()[0][:80]}`" if failing else ""
+        where += ": "
+    return f"{where}{name}: {value}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Run the course's chapters in order for a profile.")
+    parser.add_argument("--profile", default="tiny", help=f"one of {', '.join(PROFILES)} (default: tiny)")
+    parser.add_argument("--from", dest="from_chapter", help=f"resume from this chapter ({', '.join(CHAPTERS)})")
+    parser.add_argument("--runs-root", type=Path, help="where run folders go (default: runs/)")
+    args = parser.parse_args(argv)
+    try:
+        summary = run_course(args.profile, runs_root=args.runs_root, from_chapter=args.from_chapter)
+    except (ValueError, RuntimeError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    for chapter, entry in summary["chapters"].items():
+        print(f"{chapter:12s} {entry.get('status', '?'):7s} {entry.get('wall_seconds', 0):7.1f}s")
+    print(f"summary: {Path(summary['run_dir']) / 'summary.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

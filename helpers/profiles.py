@@ -1,0 +1,86 @@
+"""Profiles: the course's parameter sets. One code path; a profile only changes the numbers.
+
+- ``tiny``: offline, CPU, minutes. The shipped corpus and a tokenizer/model the course builds itself.
+  This is what CI and the nightly run.
+- ``colab``: a Colab T4. Downloads Simple English Wikipedia's multistream dump and uses Hub models.
+- ``full``: the same as colab without the sampling caps, for a long run on a bigger GPU.
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+SIMPLEWIKI = "https://dumps.wikimedia.org/simplewiki/latest/"
+SIMPLEWIKI_DUMP = SIMPLEWIKI + "simplewiki-latest-pages-articles-multistream.xml.bz2"
+SIMPLEWIKI_INDEX = SIMPLEWIKI + "simplewiki-latest-pages-articles-multistream-index.txt.bz2"
+
+PROFILES: dict[str, dict[str, Any]] = {
+    "tiny": {
+        "description": "offline CPU run on the shipped corpus (CI and nightly default)",
+        "dump_source": "data/tiny/enwiki-tiny.xml.bz2",
+        "dump_index_source": None,
+        "max_articles": None,
+        "keep_tables": False,
+        "min_section_chars": 120,
+        "pair_seed": 0,
+        "split_fractions": {"train": 0.8, "validation": 0.1, "test": 0.1},
+        "tokenizer_name": "course-bpe",
+        "tokenizer_vocab_size": 2048,
+    },
+    "colab": {
+        "description": "a Colab T4: Simple English Wikipedia's multistream dump, Hub models",
+        "dump_source": SIMPLEWIKI_DUMP,
+        "dump_index_source": SIMPLEWIKI_INDEX,
+        "max_articles": 20_000,
+        "keep_tables": False,
+        "min_section_chars": 120,
+        "pair_seed": 0,
+        "split_fractions": {"train": 0.9, "validation": 0.05, "test": 0.05},
+        "tokenizer_name": "distilbert/distilgpt2",
+        "tokenizer_vocab_size": None,
+    },
+    "full": {
+        "description": "the whole Simple English Wikipedia dump on a larger GPU",
+        "dump_source": SIMPLEWIKI_DUMP,
+        "dump_index_source": SIMPLEWIKI_INDEX,
+        "max_articles": None,
+        "keep_tables": False,
+        "min_section_chars": 120,
+        "pair_seed": 0,
+        "split_fractions": {"train": 0.9, "validation": 0.05, "test": 0.05},
+        "tokenizer_name": "distilbert/distilgpt2",
+        "tokenizer_vocab_size": None,
+    },
+}
+
+
+class UnknownProfileError(ValueError):
+    """Raised for a profile name the course does not define."""
+
+
+def get_profile(name: str) -> dict[str, Any]:
+    """Return a copy of the parameters of profile ``name``.
+
+    Raises ``UnknownProfileError`` naming the valid choices when ``name`` is not a profile.
+    """
+    if name not in PROFILES:
+        choices = ", ".join(f"{key} ({value['description']})" for key, value in PROFILES.items())
+        raise UnknownProfileError(f"unknown profile {name!r}; choose one of: {choices}")
+    return copy.deepcopy(PROFILES[name]) | {"profile": name}
+
+
+def resolve_source(source: str, root: Path = REPO_ROOT) -> str | Path:
+    """A profile's input: a URL stays a string; a local path is made absolute and must exist."""
+    if source.startswith(("http://", "https://")):
+        return source
+    path = Path(source)
+    path = path if path.is_absolute() else root / path
+    if not path.exists():
+        raise FileNotFoundError(
+            f"input {path} does not exist; the tiny profile reads the corpus shipped in data/tiny/ "
+            "(restore it with `git checkout data/`), other profiles download their dump"
+        )
+    return path

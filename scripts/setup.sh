@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Set up a fresh machine for the course. Safe to run again: what is there already is kept.
+#   1. system packages: Debian's WordNet files, so NLTK's lemmatizer works offline
+#   2. torch first, pinned: an unpinned torch pulls gigabytes of CUDA wheels on a CPU machine
+#   3. the course's helpers and the rest of the pins (constraints.txt)
+# Output is left visible on purpose: an install that fails must be seen.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+EXTRAS=${EXTRAS:-dev}
+
+need_apt=()
+[ -f /usr/share/wordnet/index.sense ] || need_apt+=(wordnet-base wordnet-sense-index)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    echo "== apt-get install ${need_apt[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
+  else
+    echo "note: ${need_apt[*]} not installed (no root apt-get); NLTK will download WordNet when online"
+  fi
+fi
+
+echo "== pip: torch (pinned, installed first)"
+"$PYTHON" -m pip install -q -c constraints.txt torch
+echo "== pip: the course (-e .[$EXTRAS]) with constraints.txt"
+"$PYTHON" -m pip install -q -c constraints.txt -e ".[$EXTRAS]"
+"$PYTHON" -m pip check || echo "note: pip check reported the conflicts above"

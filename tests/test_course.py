@@ -1,0 +1,86 @@
+"""Run folders, summary.json and the papermill runner."""
+from __future__ import annotations
+
+import json
+
+import nbformat
+import pytest
+
+from helpers import course
+from helpers.profiles import UnknownProfileError
+
+
+def test_record_chapter_merges_entries_in_chapter_order(tmp_path):
+    course.record_chapter(tmp_path, "02_cleaning", metrics={"paragraphs_kept": 10})
+    course.record_chapter(tmp_path, "01_dump", metrics={"articles_kept": 34})
+    course.record_chapter(tmp_path, "01_dump", status="ok", wall_seconds=1.23456)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert list(summary["chapters"]) == ["01_dump", "02_cleaning"]
+    assert summary["chapters"]["01_dump"] == {"metrics": {"articles_kept": 34}, "status": "ok", "wall_seconds": 1.235}
+
+
+def test_atomic_output_leaves_nothing_behind_when_interrupted(tmp_path):
+    target = tmp_path / "articles.jsonl"
+    with pytest.raises(KeyboardInterrupt):
+        with course.atomic_output(target) as handle:
+            handle.write('{"half": ')
+            raise KeyboardInterrupt
+    assert list(tmp_path.iterdir()) == []
+    with course.atomic_output(target) as handle:
+        handle.write("done\n")
+    assert target.read_text() == "done\n" and list(tmp_path.iterdir()) == [target]
+
+
+def test_missing_input_names_the_chapter_that_produces_it(tmp_path):
+    with pytest.raises(course.MissingInputError) as error:
+        course.require_input(tmp_path / "01_dump" / "articles.jsonl", produced_by="01_dump")
+    assert "notebooks/01_dump_parsing.ipynb" in str(error.value) and "helpers.course" in str(error.value)
+
+
+def test_unknown_profile_or_chapter_fails_at_once(tmp_path):
+    with pytest.raises(UnknownProfileError, match="tiny"):
+        course.run_course("huge", runs_root=tmp_path)
+    with pytest.raises(ValueError, match="01_dump"):
+        course.run_course("tiny", runs_root=tmp_path, from_chapter="09_nope")
+    assert not (tmp_path / "huge").exists()
+
+
+def _notebook(path, *sources):
+    notebook = nbformat.v4.new_notebook()
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    parameters = nbformat.v4.new_code_cell('profile = "tiny"\nrun_dir = None')
+    parameters.metadata["tags"] = ["parameters"]
+    notebook.cells = [parameters, *(nbformat.v4.new_code_cell(s) for s in sources)]
+    nbformat.write(notebook, path)
+
+
+def test_runner_records_time_saves_executed_notebooks_and_stops_at_a_failure(tmp_path):
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    _notebook(
+        notebooks / "01_dump_parsing.ipynb",
+        "from helpers import course\nrun = course.resolve_run_dir(profile, run_dir)\n"
+        "course.record_chapter(run, '01_dump', metrics={'articles_kept': 3})",
+    )
+    _notebook(notebooks / "02_cleaning.ipynb", "x = 1", "raise ValueError('no articles to clean')")
+    _notebook(notebooks / "03_pairing.ipynb", "raise AssertionError('must not run after a failure')")
+
+    with pytest.raises(RuntimeError) as error:
+        course.run_course("tiny", runs_root=tmp_path / "runs", notebooks_dir=notebooks)
+    message = str(error.value)
+    assert "02_cleaning" in message and "ValueError: no articles to clean" in message
+    assert "cell [4] `raise ValueError('no articles to clean')`" in message  # [3]: papermill's injected cell
+
+    summary = course.read_summary(tmp_path / "runs" / "tiny")
+    first, second = summary["chapters"]["01_dump"], summary["chapters"]["02_cleaning"]
+    assert first["status"] == "ok" and first["metrics"] == {"articles_kept": 3} and first["wall_seconds"] > 0
+    assert second["status"] == "failed" and "no articles to clean" in second["error"]
+    assert "03_pairs" not in summary["chapters"]
+    assert (tmp_path / "runs" / "tiny" / "01_dump" / "01_dump_parsing.executed.ipynb").exists()
+
+    # resuming from the failed chapter skips what already ran
+    _notebook(notebooks / "02_cleaning.ipynb", "x = 1")
+    _notebook(notebooks / "03_pairing.ipynb", "y = 2")
+    summary = course.run_course("tiny", runs_root=tmp_path / "runs", notebooks_dir=notebooks, from_chapter="02_cleaning")
+    assert [summary["chapters"][c]["status"] for c in course.CHAPTERS] == ["ok", "ok", "ok"]
+    assert summary["chapters"]["02_cleaning"]["error"] is None
