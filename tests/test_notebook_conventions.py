@@ -80,3 +80,12 @@ def test_runner_and_notebooks_agree():
 def test_notebooks_never_read_the_shared_folder_at_run_time():
     for path in [*NOTEBOOKS.glob("*.md"), *(REPO_ROOT / "helpers").glob("*.py")]:
         assert "shared/corpora" not in path.read_text(), f"{path} reads ../shared; use data/tiny"
+
+
+def test_ci_runs_exactly_the_readme_test_command():
+    readme = (REPO_ROOT / "README.md").read_text()
+    setup_block = readme.split("```bash", 1)[1].split("```", 1)[0]
+    commands = [line.split("#")[0].strip() for line in setup_block.strip().splitlines()]
+    assert commands == ["make course", "make test"], "the README's set-up is two commands: course, then tests"
+    ci = [line.strip() for line in (REPO_ROOT / ".ci" / "run").read_text().splitlines()]
+    assert ci[-1] == "make test"

@@ -1,0 +1,809 @@
+"""Chapter 02: two kinds of cleaning, for two different jobs.
+
+**Part 1, the classic NLTK pipeline** (:func:`classic_nlp_pipeline`): lowercase, strip punctuation
+and numbers, tokenize, drop stopwords, lemmatize. It turns text into a bag of normalized words,
+which is right for counting (term frequencies, keyword charts, TF-IDF) and wrong for training a
+text generator: the output is no longer language (:func:`fluency_comparison` measures how much).
+
+**Part 2, the cleaning for training text** (:func:`clean_articles`): keep the text as it is written
+and remove only what should not be learned from: Unicode and whitespace oddities, markup the parser
+left behind, cut-off sentences, paragraphs that are too short, too long, list-like, mostly digits
+or symbols, not English, or duplicated (exactly or nearly). Every filter records in a
+:class:`CleaningReport` what it removed and why, so a reader can check each decision.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import html
+import re
+import unicodedata
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from nltk.tokenize import TreebankWordTokenizer
+from nltk.tokenize.punkt import PunktSentenceTokenizer
+
+from helpers import nltk_offline
+from helpers.course import atomic_output
+
+# ============================================================================================
+# Part 1: the classic NLTK pipeline (for counting, not for training)
+# ============================================================================================
+
+# Apostrophes are deleted (don't -> dont) but other punctuation becomes a space, so that
+# "well-known" gives two words instead of "wellknown": what most tutorials intend.
+_APOSTROPHES = re.compile(r"['’`]")
+_PUNCTUATION = re.compile(r"[^\w\s]|_")
+_NUMBERS = re.compile(r"\d+")
+_TREEBANK = TreebankWordTokenizer()
+_lemmatizer = None
+
+
+def _get_lemmatizer():
+    global _lemmatizer
+    if _lemmatizer is None:
+        from nltk.stem import WordNetLemmatizer
+
+        nltk_offline.ensure_nltk_data()
+        _lemmatizer = WordNetLemmatizer()
+    return _lemmatizer
+
+
+def classic_nlp_pipeline(
+    text: str, *, stopwords: Iterable[str] | None = None, lemmatize: bool = True
+) -> list[str]:
+    """The textbook preprocessing: lowercase, no punctuation or numbers, tokens, no stopwords, lemmas.
+
+    Lemmas are WordNet noun lemmas ("geese" -> "goose", but "running" stays "running"):
+    part-of-speech-aware lemmas need ``nltk.pos_tag``, whose tagger data cannot be downloaded
+    offline, so every token is treated as a noun. ``stopwords`` defaults to
+    :func:`helpers.nltk_offline.english_stopwords` (NLTK's list if installed, else the course's).
+    """
+    text = text.lower()
+    text = _APOSTROPHES.sub("", text)
+    text = _PUNCTUATION.sub(" ", text)
+    text = _NUMBERS.sub(" ", text)
+    tokens = _TREEBANK.tokenize(text)
+    stop = frozenset(stopwords) if stopwords is not None else nltk_offline.english_stopwords()[0]
+    tokens = [token for token in tokens if token not in stop and len(token) > 1]
+    if lemmatize:
+        lemmatizer = _get_lemmatizer()
+        tokens = [lemmatizer.lemmatize(token) for token in tokens]
+    return tokens
+
+
+def term_frequencies(texts: Iterable[str], *, top: int | None = None, **pipeline_options: Any) -> pd.DataFrame:
+    """Bag-of-words counts over ``texts`` after :func:`classic_nlp_pipeline`: term, count, share.
+
+    This is the job the classic pipeline is good at: "stocks" and "stock" count as one term, and
+    "the" does not crowd out the words that say what a text is about.
+    """
+    counts: Counter[str] = Counter()
+    for text in texts:
+        counts.update(classic_nlp_pipeline(text, **pipeline_options))
+    total = sum(counts.values()) or 1
+    rows = [(term, count, count / total) for term, count in counts.most_common(top)]
+    return pd.DataFrame(rows, columns=["term", "count", "share"])
+
+
+def plot_term_frequencies(frequencies: pd.DataFrame, *, top: int = 20, ax: Any = None, title: str | None = None) -> Any:
+    """A horizontal bar chart of the ``top`` most frequent terms (from :func:`term_frequencies`)."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 0.28 * top + 1))
+    head = frequencies.head(top).iloc[::-1]
+    ax.barh(head["term"], head["count"], color="#4c72b0")
+    ax.set_xlabel("count")
+    ax.set_title(title or f"Top {top} terms after the classic pipeline")
+    return ax
+
+
+def fluency_comparison(texts: Iterable[str], *, sentence_tokenizer: PunktSentenceTokenizer | None = None) -> pd.DataFrame:
+    """How much of the language survives the classic pipeline, measured on ``texts``.
+
+    Compares the original words (lowercased Treebank tokens) with the pipeline's output: token
+    count, distinct words, sentences, and how many of the original's word bigrams (pairs of
+    neighbouring words, the smallest unit of word order) still occur in the output.
+    """
+    texts = list(texts)
+    before_tokens, after_tokens = [], []
+    sentences_before = sentences_after = 0
+    bigrams_before: set[tuple[str, str]] = set()
+    bigrams_after: set[tuple[str, str]] = set()
+    for text in texts:
+        words = [token.lower() for token in _TREEBANK.tokenize(text) if any(ch.isalpha() for ch in token)]
+        processed = classic_nlp_pipeline(text)
+        before_tokens += words
+        after_tokens += processed
+        bigrams_before |= set(zip(words, words[1:]))
+        bigrams_after |= set(zip(processed, processed[1:]))
+        if sentence_tokenizer is not None:
+            sentences_before += len(sentence_tokenizer.tokenize(text))
+            sentences_after += len(sentence_tokenizer.tokenize(" ".join(processed))) if processed else 0
+        else:
+            sentences_before += len(re.findall(r"[.!?](?:\s|$)", text))
+            sentences_after += len(re.findall(r"[.!?](?:\s|$)", " ".join(processed)))
+    kept = len(bigrams_before & bigrams_after)
+    rows = {
+        "tokens": (len(before_tokens), len(after_tokens)),
+        "distinct words": (len(set(before_tokens)), len(set(after_tokens))),
+        "sentences": (sentences_before, sentences_after),
+        "distinct word bigrams": (len(bigrams_before), len(bigrams_after)),
+        "original bigrams still present": (len(bigrams_before), kept),
+        "original bigrams still present (%)": (100.0, round(100 * kept / max(1, len(bigrams_before)), 1)),
+    }
+    return pd.DataFrame.from_dict(rows, orient="index", columns=["original", "classic pipeline"])
+
+
+# ============================================================================================
+# Part 2: cleaning for training text
+# ============================================================================================
+
+
+@dataclass(frozen=True)
+class CleaningConfig:
+    """Every threshold of the training-text cleaning, in one place (the defaults suit Wikipedia).
+
+    The near-duplicate search is MinHash with locality-sensitive hashing; ``seed`` fixes its hash
+    functions, so the same input and config always remove the same paragraphs.
+    """
+
+    normalization: str = "NFKC"
+    min_paragraph_chars: int = 60
+    max_paragraph_chars: int = 2000  # longer paragraphs are trimmed at a sentence boundary
+    min_alpha_ratio: float = 0.7  # letters / non-space characters
+    max_digit_ratio: float = 0.25  # digits / non-space characters
+    max_symbol_ratio: float = 0.05  # symbols (not letters, digits or ordinary punctuation) / non-space
+    max_list_line_share: float = 0.5  # a paragraph whose lines are mostly list items is a list
+    min_words_per_sentence: float = 4.0  # mean over the paragraph's sentences
+    min_stopword_share: float = 0.08  # English prose is about 40-50% function words; names lower it
+    min_section_chars: int = 120  # the profile's min_section_chars; 0 keeps every non-empty section
+    near_duplicate_threshold: float = 0.7  # Jaccard similarity of word shingles
+    shingle_size: int = 3  # words per shingle
+    num_perm: int = 128  # MinHash hash functions
+    lsh_bands: int = 32  # num_perm must be a multiple: bands x rows
+    seed: int = 0
+    punkt_training_chars: int = 2_000_000
+    examples_per_filter: int = 3
+
+    def __post_init__(self) -> None:
+        if self.num_perm % self.lsh_bands:
+            raise ValueError(f"num_perm ({self.num_perm}) must be a multiple of lsh_bands ({self.lsh_bands})")
+        if not 0 < self.near_duplicate_threshold <= 1:
+            raise ValueError("near_duplicate_threshold must be in (0, 1]")
+
+
+#: The filters in the order they run, with what each one is for. Transforms change a paragraph
+#: (and remove it when nothing is left); checks keep or remove it whole.
+FILTERS: dict[str, str] = {
+    "normalize": "Unicode NFKC and whitespace normalization (invisible characters, spacing)",
+    "markup": "wiki/HTML markup that survived parsing ({{ }}, [[ ]], <tags>, ''' , table rows)",
+    "list_like": "list lines (no terminal punctuation) dropped after prose, or a paragraph that is mostly a list",
+    "trim_long": "longer than max_paragraph_chars: cut at the last sentence boundary that fits",
+    "fragment": "trailing sentence fragment without terminal punctuation dropped",
+    "too_short": "shorter than min_paragraph_chars",
+    "too_long": "longer than max_paragraph_chars even after trimming (no sentence boundary)",
+    "digits_symbols": "too many digits or symbols (tables of numbers, formulas)",
+    "alpha_ratio": "too few letters among the non-space characters",
+    "short_sentences": "too few words per sentence (captions, labels, fragments)",
+    "not_english": "mostly non-Latin letters, or too few English function words: not English prose",
+    "exact_duplicate": "same text (case, spacing and punctuation ignored) as an earlier paragraph",
+    "near_duplicate": "Jaccard similarity of word shingles with an earlier paragraph >= threshold",
+    "short_section": "section shorter than min_section_chars after cleaning (its paragraphs go with it)",
+    "empty_section": "section with no paragraph left",
+    "empty_article": "article with no section left",
+}
+TRANSFORMS = ("normalize", "markup", "list_like", "trim_long", "fragment")
+
+
+@dataclass
+class FilterStats:
+    """What one filter did: counts, characters removed and a few examples."""
+
+    name: str
+    reason: str
+    paragraphs_removed: int = 0
+    paragraphs_modified: int = 0
+    sections_removed: int = 0
+    articles_removed: int = 0
+    chars_removed: int = 0
+    examples: list[dict[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class CleaningReport:
+    """For every filter: what it removed, how much, why, with examples; plus totals in and out."""
+
+    config: CleaningConfig
+    filters: dict[str, FilterStats]
+    totals: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def empty(cls, config: CleaningConfig) -> CleaningReport:
+        return cls(config, {name: FilterStats(name, reason) for name, reason in FILTERS.items()})
+
+    def _example(self, stats: FilterStats, title: str, text: str, detail: str, after: str | None = None) -> None:
+        if len(stats.examples) < self.config.examples_per_filter:
+            example = {"title": title, "text": _snippet(text), "detail": detail}
+            if after is not None:
+                example["after"] = _snippet(after)
+            stats.examples.append(example)
+
+    def removed(self, name: str, title: str, text: str, detail: str) -> None:
+        stats = self.filters[name]
+        stats.paragraphs_removed += 1
+        stats.chars_removed += len(text)
+        self._example(stats, title, text, detail)
+
+    def modified(self, name: str, title: str, before: str, after: str) -> None:
+        stats = self.filters[name]
+        stats.paragraphs_modified += 1
+        stats.chars_removed += len(before) - len(after)
+        self._example(stats, title, before, f"{len(before)} -> {len(after)} chars", after)
+
+    def table(self) -> pd.DataFrame:
+        """One row per filter, in the order they run: counts removed/modified, characters, reason."""
+        rows = [
+            {
+                "filter": s.name,
+                "paragraphs removed": s.paragraphs_removed,
+                "paragraphs modified": s.paragraphs_modified,
+                "sections removed": s.sections_removed,
+                "articles removed": s.articles_removed,
+                "chars removed": s.chars_removed,
+                "reason": s.reason,
+            }
+            for s in self.filters.values()
+        ]
+        return pd.DataFrame(rows).set_index("filter")
+
+    def examples(self, name: str) -> pd.DataFrame:
+        """The examples a filter kept (title, text, detail and, for transforms, the text after)."""
+        return pd.DataFrame(self.filters[name].examples)
+
+    def metrics(self) -> dict[str, Any]:
+        """Flat numbers for ``summary.json``: totals in/out and what each filter removed."""
+        filters = self.filters.values()
+        return {
+            **self.totals,
+            "paragraphs_removed": {s.name: s.paragraphs_removed for s in filters if s.paragraphs_removed},
+            "paragraphs_modified": {s.name: s.paragraphs_modified for s in filters if s.name in TRANSFORMS},
+            "sections_removed": {s.name: s.sections_removed for s in filters if s.sections_removed},
+            "articles_removed": self.filters["empty_article"].articles_removed,
+        }
+
+    def as_dict(self) -> dict[str, Any]:
+        """The whole report as plain data (JSON-serializable)."""
+        return {
+            "config": asdict(self.config),
+            "totals": dict(self.totals),
+            "filters": {name: asdict(stats) for name, stats in self.filters.items()},
+        }
+
+    def plot(self, ax: Any = None) -> Any:
+        """Bar chart: paragraphs removed and modified per filter (sections/articles for the last ones)."""
+        import matplotlib.pyplot as plt
+
+        table = self.table()
+        if ax is None:
+            _, ax = plt.subplots(figsize=(8, 5))
+        names = list(table.index)[::-1]
+        removed = [
+            table.loc[n, "paragraphs removed"] + table.loc[n, "sections removed"] + table.loc[n, "articles removed"]
+            for n in names
+        ]
+        modified = [table.loc[n, "paragraphs modified"] for n in names]
+        y = np.arange(len(names))
+        ax.barh(y - 0.2, removed, height=0.4, label="removed", color="#c44e52")
+        ax.barh(y + 0.2, modified, height=0.4, label="modified (kept)", color="#55a868")
+        ax.set_yticks(y, names)
+        ax.set_xlabel("paragraphs (sections / articles for the last three filters)")
+        ax.set_title("What each cleaning filter did")
+        ax.legend(loc="lower right")
+        return ax
+
+
+@dataclass
+class CleaningResult:
+    """Cleaned articles (same schema as the input) and the report of what was removed."""
+
+    articles: list[dict[str, Any]]
+    report: CleaningReport
+    sentence_tokenizer: PunktSentenceTokenizer | None = None  # the Punkt model the run used
+
+
+def _snippet(text: str, limit: int = 240) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def split_paragraphs(text: str) -> list[str]:
+    """A section's paragraphs: the schema separates them with one blank line."""
+    return [part.strip("\n") for part in re.split(r"\n[ \t]*\n", text) if part.strip()]
+
+
+def iter_paragraphs(articles: Iterable[dict[str, Any]]) -> Iterator[str]:
+    """Every paragraph of every section of ``articles``, in order."""
+    for article in articles:
+        for section in article["sections"]:
+            yield from split_paragraphs(section["text"])
+
+
+# --- text repairs ---------------------------------------------------------------------------
+
+_INVISIBLE = re.compile("[\u00ad\u200b\u200c\u200d\u2060\ufeff]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+_SPACES = re.compile(r"[^\S\n]+")
+
+
+def normalize_text(text: str, form: str = "NFKC") -> str:
+    """Unicode normalization (NFKC: one code point sequence per character, no ligatures or
+    full-width forms), invisible characters removed, runs of spaces collapsed, lines stripped."""
+    text = unicodedata.normalize(form, text)
+    text = _INVISIBLE.sub("", text)
+    text = _CONTROL.sub(" ", text)
+    text = _SPACES.sub(" ", text)
+    return "\n".join(line.strip() for line in text.split("\n") if line.strip())
+
+
+_COMMENT = re.compile(r"<!--.*?(?:-->|$)", re.DOTALL)
+_REF = re.compile(r"<ref[^>]*/>|<ref[^>]*>.*?</ref\s*>", re.DOTALL | re.IGNORECASE)
+_TAG = re.compile(r"</?[a-zA-Z][a-zA-Z0-9]*(?:\s[^<>]*)?/?>")
+_TEMPLATE = re.compile(r"\{\{[^{}]*\}\}")
+_FILE_LINK = re.compile(r"\[\[\s*(?:File|Image|Category|Media)\s*:[^\[\]]*(?:\[\[[^\[\]]*\]\][^\[\]]*)*\]\]", re.IGNORECASE)
+_WIKI_LINK = re.compile(r"\[\[(?:[^\[\]|]*\|)?([^\[\]]*)\]\]")
+_EXTERNAL_LINK = re.compile(r"\[(?:https?:)?//[^\s\]]+\s*([^\]]*)\]")
+_BOLD_ITALIC = re.compile(r"'{2,}")
+_TABLE_LINE = re.compile(r"^\s*(?:\{\||\|\}|\|[-+]|[|!])|\|\||!!")
+_HEADING_LINE = re.compile(r"^\s*=+[^=].*=+\s*$")
+_STRAY = re.compile(r"\{\{|\}\}|\[\[|\]\]|\{\||\|\}")
+_EMPTY_PARENS = re.compile(r"\(\s*[,;:]?\s*\)")
+_SPACE_BEFORE_PUNCT = re.compile(r" +([,.;:!?)])")
+
+
+def strip_markup(text: str) -> str:
+    """Remove wiki and HTML markup a parser left in ``text``, keeping the words a reader would see.
+
+    Link targets give way to their labels, templates, references, comments, tags, bold/italic
+    quotes, table rows and heading lines go, and so do stray brackets of markup that was cut in two.
+    """
+    original = text
+    text = html.unescape(text)
+    text = _COMMENT.sub("", text)
+    text = _REF.sub("", text)
+    for _ in range(10):  # templates nest: remove the innermost until none is left
+        text, count = _TEMPLATE.subn("", text)
+        if not count:
+            break
+    text = _FILE_LINK.sub("", text)
+    text = _WIKI_LINK.sub(r"\1", text)
+    text = _EXTERNAL_LINK.sub(r"\1", text)
+    text = _TAG.sub("", text)
+    text = _BOLD_ITALIC.sub("", text)
+    lines = [line for line in text.split("\n") if not _TABLE_LINE.search(line) and not _HEADING_LINE.match(line)]
+    stripped = _STRAY.sub("", "\n".join(lines))
+    if stripped == original:
+        return original
+    # Removing a template often leaves "Albedo () or" and "word ." behind: tidy only those seams.
+    stripped = _EMPTY_PARENS.sub("", stripped)
+    stripped = _SPACE_BEFORE_PUNCT.sub(r"\1", stripped)
+    return normalize_text(stripped, "NFC")
+
+
+_TERMINAL = re.compile(r"[.!?][\"'”’»)\]]*$")
+_LIST_MARKER = re.compile(r"^\s*(?:[*#•·▪◦‣-]|–|—|\d{1,3}[.)]\s)")
+_WORD = re.compile(r"[^\W\d_]+(?:['’][^\W\d_]+)?")
+_ORDINARY_PUNCT = set(".,;:!?'\"()[]-–—’‘“”/%&")
+
+
+def _is_latin(ch: str) -> bool:
+    # Basic Latin to Latin Extended-B, and Latin Extended Additional (Vietnamese and the like).
+    return ch <= "\u024f" or "\u1e00" <= ch <= "\u1eff"
+
+
+def ends_sentence(text: str) -> bool:
+    """True when ``text`` ends with terminal punctuation (. ! ?), possibly followed by quotes/brackets."""
+    return bool(_TERMINAL.search(text.rstrip()))
+
+
+_SENTENCE_INSIDE = re.compile(r"[.!?][\"')\]]*\s")
+
+
+def is_list_line(line: str) -> bool:
+    """A list item or label line: a bullet or number in front, or no terminal punctuation at the end.
+
+    Only meaningful inside a multi-line paragraph: the dump writes list items one per line.
+    """
+    return bool(_LIST_MARKER.match(line)) or not ends_sentence(line)
+
+
+def drop_lists(text: str, max_list_line_share: float = 0.5) -> str:
+    """Remove list-like content from a paragraph; ``""`` when the paragraph is a list.
+
+    A paragraph of prose lines followed by list lines ("They are:" + items) keeps its prose, and the
+    fragment filter later drops the dangling "They are:". A paragraph that is mostly list lines
+    otherwise is a list and goes whole. Single lines are left to the other filters.
+    """
+    lines = text.split("\n")
+    if len(lines) == 1:
+        return text
+    flags = [is_list_line(line) for line in lines]
+    if not any(flags):
+        return text
+    first = flags.index(True)
+    # "...monks. They are:" introduces the list: it stays with the prose (complete sentence first).
+    lead = first + 1 if lines[first].rstrip().endswith(":") and _SENTENCE_INSIDE.search(lines[first]) else first
+    if lead > 0 and all(flags[lead:]):
+        return "\n".join(lines[:lead])
+    if sum(flags) / len(flags) >= max_list_line_share:
+        return ""
+    return text
+
+
+# --- corpus-level duplicate detection -------------------------------------------------------
+
+
+def _duplicate_key(text: str) -> str:
+    canonical = " ".join(re.findall(r"\w+", text.casefold()))
+    return hashlib.blake2b(canonical.encode("utf-8"), digest_size=16).hexdigest()
+
+
+class NearDuplicateIndex:
+    """MinHash + LSH over word shingles, with exact Jaccard to confirm each candidate.
+
+    Each paragraph becomes a set of ``shingle_size``-word shingles. ``num_perm`` seeded hash
+    functions give its MinHash signature; paragraphs that agree on every row of at least one of
+    ``bands`` bands become candidates, and a candidate is a near-duplicate only if the exact Jaccard
+    similarity of the two shingle sets reaches ``threshold``. Deterministic for a given seed.
+    """
+
+    _PRIME = (1 << 31) - 1  # a*x + b stays below 2**63 for 31-bit a, b, x
+
+    def __init__(self, threshold: float, shingle_size: int, num_perm: int, bands: int, seed: int):
+        self.threshold, self.shingle_size, self.bands = threshold, shingle_size, bands
+        self.rows = num_perm // bands
+        rng = np.random.default_rng(seed)
+        self._a = rng.integers(1, self._PRIME, size=num_perm, dtype=np.uint64)
+        self._b = rng.integers(0, self._PRIME, size=num_perm, dtype=np.uint64)
+        self._buckets: list[dict[bytes, list[int]]] = [{} for _ in range(bands)]
+        self._shingles: list[frozenset[str]] = []
+        self.labels: list[str] = []
+
+    def shingles(self, text: str) -> frozenset[str]:
+        words = [word.casefold() for word in _WORD.findall(text)]
+        n = self.shingle_size
+        if len(words) <= n:
+            return frozenset([" ".join(words)])
+        return frozenset(" ".join(words[i : i + n]) for i in range(len(words) - n + 1))
+
+    def _signature(self, shingles: frozenset[str]) -> np.ndarray:
+        hashes = np.array(
+            [int.from_bytes(hashlib.blake2b(s.encode("utf-8"), digest_size=8).digest(), "little") % self._PRIME for s in shingles],
+            dtype=np.uint64,
+        )
+        return ((np.outer(self._a, hashes) + self._b[:, None]) % self._PRIME).min(axis=1)
+
+    def query_and_add(self, text: str, label: str) -> tuple[str, float] | None:
+        """The label and Jaccard of the most similar earlier paragraph at or above the threshold
+        (the paragraph is then not added), or None (and the paragraph is added to the index)."""
+        shingles = self.shingles(text)
+        signature = self._signature(shingles)
+        keys = [signature[i * self.rows : (i + 1) * self.rows].tobytes() for i in range(self.bands)]
+        candidates = sorted({c for band, key in enumerate(keys) for c in self._buckets[band].get(key, ())})
+        best: tuple[str, float] | None = None
+        for candidate in candidates:
+            other = self._shingles[candidate]
+            jaccard = len(shingles & other) / len(shingles | other)
+            if jaccard >= self.threshold and (best is None or jaccard > best[1]):
+                best = (self.labels[candidate], jaccard)
+        if best is not None:
+            return best
+        index = len(self._shingles)
+        self._shingles.append(shingles)
+        self.labels.append(label)
+        for band, key in enumerate(keys):
+            self._buckets[band].setdefault(key, []).append(index)
+        return None
+
+
+# --- the pipeline -----------------------------------------------------------------------------
+
+
+def clean_articles(
+    articles: Iterable[dict[str, Any]],
+    config: CleaningConfig | None = None,
+    *,
+    sentence_tokenizer: PunktSentenceTokenizer | None = None,
+    nltk_data_dir: Path | None = None,
+) -> CleaningResult:
+    """Clean articles for training; return the cleaned articles (same schema) and the report.
+
+    Paragraphs go through the filters of :data:`FILTERS` in order; the first filter that removes a
+    paragraph is the one the report charges. Sentence boundaries come from a Punkt model trained
+    on this corpus after the text repairs (:func:`helpers.nltk_offline.train_punkt`), unless
+    ``sentence_tokenizer`` is given. Sections and articles left empty are dropped.
+    """
+    config = config or CleaningConfig()
+    report = CleaningReport.empty(config)
+    articles = list(articles)
+    totals = Counter()
+
+    # Pass 1: text repairs, so Punkt is trained on text without markup.
+    repaired: list[list[list[str]]] = []
+    for article in articles:
+        title = article.get("title", "")
+        totals["articles_in"] += 1
+        sections = []
+        for section in article["sections"]:
+            totals["sections_in"] += 1
+            paragraphs = []
+            for raw in split_paragraphs(section["text"]):
+                totals["paragraphs_in"] += 1
+                totals["chars_in"] += len(raw)
+                text = _transform(report, "normalize", title, raw, lambda t: normalize_text(t, config.normalization))
+                if text is not None:
+                    text = _transform(report, "markup", title, text, strip_markup)
+                if text is not None:
+                    paragraphs.append(text)
+            sections.append(paragraphs)
+        repaired.append(sections)
+
+    if sentence_tokenizer is None:
+        sentence_tokenizer = nltk_offline.train_punkt(
+            (p for sections in repaired for paragraphs in sections for p in paragraphs),
+            data_dir=nltk_data_dir,
+            max_chars=config.punkt_training_chars,
+        )
+
+    near = NearDuplicateIndex(
+        config.near_duplicate_threshold, config.shingle_size, config.num_perm, config.lsh_bands, config.seed
+    )
+    seen: dict[str, str] = {}
+    checks = _paragraph_checks(config, sentence_tokenizer)
+    cleaned_articles = []
+    for article, sections in zip(articles, repaired):
+        title = article.get("title", "")
+        outcomes: list[tuple[dict[str, Any], list[str]]] = []
+        for section, paragraphs in zip(article["sections"], sections):
+            kept = []
+            for text in paragraphs:
+                text = _transform(report, "list_like", title, text, lambda t: drop_lists(t, config.max_list_line_share))
+                if text is not None:
+                    text = _transform(report, "trim_long", title, text, lambda t: _trim_long(t, config, sentence_tokenizer))
+                if text is not None:
+                    text = _transform(report, "fragment", title, text, lambda t: _drop_fragment(t, sentence_tokenizer))
+                if text is None or _failed_check(report, checks, title, text):
+                    continue
+                key = _duplicate_key(text)
+                if key in seen:
+                    report.removed("exact_duplicate", title, text, f"same as a paragraph of {seen[key]!r}")
+                    continue
+                match = near.query_and_add(text, title)
+                if match is not None:
+                    report.removed(
+                        "near_duplicate", title, text,
+                        f"Jaccard {match[1]:.2f} with a paragraph of {match[0]!r} "
+                        f"({config.shingle_size}-word shingles, threshold {config.near_duplicate_threshold})",
+                    )
+                    continue
+                seen[key] = title
+                kept.append(text)
+            outcomes.append((section, kept))
+        kept_sections = _keep_sections(report, config, title, outcomes)
+        if not kept_sections:
+            stats = report.filters["empty_article"]
+            stats.articles_removed += 1
+            report._example(stats, title, title, "no section left")
+            continue
+        cleaned_articles.append({**article, "sections": kept_sections})
+
+    totals["articles_out"] = len(cleaned_articles)
+    totals["sections_out"] = sum(len(a["sections"]) for a in cleaned_articles)
+    out_paragraphs = list(iter_paragraphs(cleaned_articles))
+    totals["paragraphs_out"] = len(out_paragraphs)
+    totals["chars_out"] = sum(len(p) for p in out_paragraphs)
+    order = ["articles_in", "articles_out", "sections_in", "sections_out", "paragraphs_in", "paragraphs_out", "chars_in", "chars_out"]
+    report.totals = {key: int(totals[key]) for key in order}
+    return CleaningResult(cleaned_articles, report, sentence_tokenizer)
+
+
+def _transform(report: CleaningReport, name: str, title: str, text: str, repair: Callable[[str], str]) -> str | None:
+    """Apply a repair; record a change as 'modified', and an emptied paragraph as 'removed'."""
+    after = repair(text)
+    if not after.strip():
+        report.removed(name, title, text, "nothing left after this step")
+        return None
+    if after != text:
+        report.modified(name, title, text, after)
+    return after
+
+
+def _keep_sections(
+    report: CleaningReport, config: CleaningConfig, title: str, outcomes: list[tuple[dict[str, Any], list[str]]]
+) -> list[dict[str, Any]]:
+    """The sections that stay, given each one's kept paragraphs.
+
+    Walks backwards so that a heading whose subsections survive stays (with empty text), as in
+    chapter 01's output: without it the subsections would lose their place in the outline.
+    """
+    kept_sections: list[dict[str, Any]] = []
+    for section, kept in reversed(outcomes):
+        text = "\n\n".join(kept)
+        has_children = bool(kept_sections) and kept_sections[-1]["level"] > section["level"]
+        too_short = len(text) < config.min_section_chars
+        if text and not too_short:
+            kept_sections.append({**section, "text": text})
+            continue
+        if text:  # its paragraphs go either way
+            report.filters["short_section"].paragraphs_removed += len(kept)
+        if has_children and section["heading"]:
+            kept_sections.append({**section, "text": ""})
+        elif not text:
+            _section_removed(report, "empty_section", title, section, "no paragraph left")
+        else:
+            detail = f"{len(text)} chars < min_section_chars {config.min_section_chars}"
+            _section_removed(report, "short_section", title, section, detail, text)
+    return kept_sections[::-1]
+
+
+def _section_removed(report: CleaningReport, name: str, title: str, section: dict, detail: str, text: str = "") -> None:
+    stats = report.filters[name]
+    stats.sections_removed += 1
+    stats.chars_removed += len(text)
+    report._example(stats, title, f"== {section.get('heading') or '(lead)'} == {text}", detail)
+
+
+def _trim_long(text: str, config: CleaningConfig, tokenizer: PunktSentenceTokenizer) -> str:
+    if len(text) <= config.max_paragraph_chars:
+        return text
+    end = 0
+    for start, stop in tokenizer.span_tokenize(text):
+        if stop > config.max_paragraph_chars:
+            break
+        end = stop
+    # No boundary before the limit: leave it whole for the too_long check to remove, with its reason.
+    return text[:end] if end else text
+
+
+def _drop_fragment(text: str, tokenizer: PunktSentenceTokenizer) -> str:
+    spans = list(tokenizer.span_tokenize(text))
+    while spans and not ends_sentence(text[spans[-1][0] : spans[-1][1]]):
+        spans.pop()
+    return text[: spans[-1][1]] if spans else ""
+
+
+def _failed_check(report: CleaningReport, checks: list[tuple[str, Callable[[str], str | None]]], title: str, text: str) -> bool:
+    for name, check in checks:
+        detail = check(text)
+        if detail is not None:
+            report.removed(name, title, text, detail)
+            return True
+    return False
+
+
+def _paragraph_checks(config: CleaningConfig, tokenizer: PunktSentenceTokenizer) -> list[tuple[str, Callable[[str], str | None]]]:
+    """The keep-or-remove tests, in order; each returns why it removes a paragraph, or None."""
+    stopwords = nltk_offline.COURSE_STOPWORDS  # fixed, so results do not depend on installed NLTK data
+
+    def too_short(text: str) -> str | None:
+        if len(text) < config.min_paragraph_chars:
+            return f"{len(text)} chars < {config.min_paragraph_chars}"
+        return None
+
+    def too_long(text: str) -> str | None:
+        if len(text) > config.max_paragraph_chars:
+            return f"{len(text)} chars > {config.max_paragraph_chars}"
+        return None
+
+    def alpha_ratio(text: str) -> str | None:
+        visible = [ch for ch in text if not ch.isspace()]
+        ratio = sum(ch.isalpha() for ch in visible) / max(1, len(visible))
+        if ratio < config.min_alpha_ratio:
+            return f"letters are {ratio:.0%} of characters < {config.min_alpha_ratio:.0%}"
+        return None
+
+    def digits_symbols(text: str) -> str | None:
+        visible = [ch for ch in text if not ch.isspace()]
+        n = max(1, len(visible))
+        digits = sum(ch.isdigit() for ch in visible) / n
+        symbols = sum(1 for ch in visible if not ch.isalnum() and ch not in _ORDINARY_PUNCT) / n
+        if digits > config.max_digit_ratio:
+            return f"digits are {digits:.0%} of characters > {config.max_digit_ratio:.0%}"
+        if symbols > config.max_symbol_ratio:
+            return f"symbols are {symbols:.0%} of characters > {config.max_symbol_ratio:.0%}"
+        return None
+
+    def short_sentences(text: str) -> str | None:
+        sentences = tokenizer.tokenize(text)
+        words = len(_WORD.findall(text))
+        mean = words / max(1, len(sentences))
+        if mean < config.min_words_per_sentence:
+            return f"{mean:.1f} words per sentence < {config.min_words_per_sentence}"
+        return None
+
+    def not_english(text: str) -> str | None:
+        letters = [ch for ch in text if ch.isalpha()]
+        latin = sum(1 for ch in letters if _is_latin(ch)) / max(1, len(letters))
+        if latin < 0.8:
+            return f"only {latin:.0%} of letters are Latin script"
+        words = [word.casefold() for word in _WORD.findall(text)]
+        share = sum(word in stopwords for word in words) / max(1, len(words))
+        if share < config.min_stopword_share:
+            return f"English function words are {share:.0%} of words < {config.min_stopword_share:.0%}"
+        return None
+
+    return [
+        ("too_short", too_short),
+        ("too_long", too_long),
+        ("digits_symbols", digits_symbols),
+        ("alpha_ratio", alpha_ratio),
+        ("short_sentences", short_sentences),
+        ("not_english", not_english),
+    ]
+
+
+# --- looking at the result -------------------------------------------------------------------
+
+
+def compare_articles(before: Iterable[dict[str, Any]], after: Iterable[dict[str, Any]]) -> pd.DataFrame:
+    """Per article: sections, paragraphs and characters before and after; most changed first."""
+    kept = {article["id"]: article for article in after}
+    rows = []
+    for article in before:
+        cleaned = kept.get(article["id"], {"sections": []})
+        chars_before = sum(len(p) for p in iter_paragraphs([article]))
+        chars_after = sum(len(p) for p in iter_paragraphs([cleaned]))
+        rows.append(
+            {
+                "title": article["title"],
+                "sections before": len(article["sections"]),
+                "sections after": len(cleaned["sections"]),
+                "paragraphs before": sum(1 for _ in iter_paragraphs([article])),
+                "paragraphs after": sum(1 for _ in iter_paragraphs([cleaned])),
+                "chars before": chars_before,
+                "chars after": chars_after,
+                "chars kept (%)": round(100 * chars_after / max(1, chars_before), 1),
+            }
+        )
+    table = pd.DataFrame(rows).set_index("title")
+    return table.sort_values(by=["chars kept (%)"], kind="stable")
+
+
+def article_diff(before: dict[str, Any], after: dict[str, Any], *, max_sections: int = 3, width: int = 400) -> str:
+    """A readable before/after of an article's first sections (each text cut to ``width`` chars)."""
+    kept = {(s["heading"], s["level"]): s["text"] for s in after["sections"]}
+    lines = []
+    for section in before["sections"][:max_sections]:
+        lines.append(f"=== {section['heading'] or '(lead section)'} ===")
+        lines.append("BEFORE: " + _snippet(section["text"], width))
+        text = kept.get((section["heading"], section["level"]))
+        if text is None:
+            shown = "(section removed)"
+        elif not text and section["text"]:
+            shown = "(heading kept for its subsections, text removed)"
+        else:
+            shown = _snippet(text, width)
+        lines.append("AFTER:  " + shown)
+        lines.append("")
+    return "\n".join(lines)
+
+
+# --- saving ---------------------------------------------------------------------------------
+
+
+def save_articles(articles: Iterable[dict[str, Any]], path: Path | str) -> Path:
+    """Write articles as JSON lines (the schema of ``helpers.dump``'s files), atomically.
+
+    Read them back with ``helpers.dump.read_jsonl``. Written through ``course.atomic_output``, so an
+    interrupted run leaves no half-written file for chapter 03 to trust.
+    """
+    with atomic_output(path, encoding="utf-8") as handle:
+        for article in articles:
+            handle.write(json.dumps(article, ensure_ascii=False) + "\n")
+    return Path(path)

@@ -1,0 +1,468 @@
+"""Chapter 03: instruction/response pairs from cleaned articles, split by article, and saved.
+
+Every section of an article with some prose becomes one pair: its title and heading go into an
+instruction through one of a few templates, and its first paragraphs become the response. The lead
+section (heading ``""``) is the article's introduction, so it answers "Explain {title}.". Template choices are seeded per section, so a pair does not change when other
+articles are added or removed.
+
+Splits are made by article, never by pair: two sections of one article share vocabulary, names and
+facts, so a test pair whose article the model trained on would flatter the evaluation.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import random
+import re
+import shutil
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from helpers.prompt import format_prompt, format_training_text
+
+if TYPE_CHECKING:  # imported where used: the pairing itself needs neither
+    import datasets
+    import pandas
+
+SECTION_TEMPLATES: tuple[str, ...] = (
+    "What does the article on {title} say about {heading}?",
+    "Describe the {heading} of {title}.",
+    "Tell me about {heading} in the context of {title}.",
+    "Summarize the section '{heading}' of the article on {title}.",
+    "What should I know about {title}, regarding {heading}?",
+)
+# The lead is always asked for the same way: "Explain {title}." is what the browser page offers first,
+# so the model sees that exact request for every article it trains on.
+LEAD_TEMPLATES: tuple[str, ...] = ("Explain {title}.",)
+# Sections that are lists of links or citations, not prose a model should learn to write.
+SKIP_HEADINGS: frozenset[str] = frozenset(
+    {
+        "see also", "references", "external links", "further reading", "notes", "bibliography",
+        "sources", "citations", "footnotes", "notes and references", "works cited", "gallery",
+    }
+)
+SPLIT_NAMES: tuple[str, ...] = ("train", "validation", "test")
+PAIR_FIELDS: tuple[str, ...] = (
+    "article_id", "title", "url", "heading", "heading_path", "level", "instruction", "response", "template",
+)
+
+_LIST_LINE = re.compile(r"^\s*([*#:;•\-–|]|\d+[.)]\s)")
+_SENTENCE_END = re.compile(r"[.!?][\"')\]]?(?=\s|$)")
+
+
+@dataclass(frozen=True)
+class PairingConfig:
+    """How sections become pairs. The defaults are the course's; every choice is seeded.
+
+    - ``seed``: seeds each section's template choice (with the article id and heading path).
+    - ``templates`` / ``lead_templates``: instruction templates with ``{title}`` and ``{heading}``.
+    - ``max_paragraphs`` / ``max_response_chars``: how much of a section the response keeps; a
+      response longer than the limit is cut at its last sentence end before it.
+    - ``min_response_chars``: shorter responses (a stub section) make no pair.
+    - ``heading_path``: for nested sections, name the parent headings too ("History: Early years").
+    - ``skip_headings``: headings (case-insensitive) whose sections make no pair.
+    """
+
+    seed: int = 0
+    templates: tuple[str, ...] = SECTION_TEMPLATES
+    lead_templates: tuple[str, ...] = LEAD_TEMPLATES
+    max_paragraphs: int = 2
+    max_response_chars: int = 700
+    min_response_chars: int = 60
+    heading_path: bool = False
+    skip_headings: frozenset[str] = field(default=SKIP_HEADINGS)
+
+    def __post_init__(self) -> None:
+        if not self.templates or not self.lead_templates:
+            raise ValueError("PairingConfig needs at least one section template and one lead template")
+        for template in self.templates:
+            if "{heading}" not in template or "{title}" not in template:
+                raise ValueError(f"section template {template!r} must use both {{title}} and {{heading}}")
+        for template in self.lead_templates:
+            if "{title}" not in template:
+                raise ValueError(f"lead template {template!r} must use {{title}}")
+        if self.max_paragraphs < 1 or self.max_response_chars < self.min_response_chars:
+            raise ValueError("max_paragraphs must be at least 1 and max_response_chars at least min_response_chars")
+
+
+# --- sections to pairs -------------------------------------------------------------------------
+
+
+def _is_prose(paragraph: str) -> bool:
+    # List items and table remnants read as fragments; a response should be sentences.
+    lines = paragraph.splitlines()
+    if any(_LIST_LINE.match(line) for line in lines):
+        return False
+    return _SENTENCE_END.search(paragraph) is not None
+
+
+def _truncate(text: str, max_chars: int) -> str:
+    if len(text) <= max_chars:
+        return text
+    ends = [match.end() for match in _SENTENCE_END.finditer(text) if match.end() <= max_chars]
+    if ends:
+        return text[: ends[-1]]
+    # One sentence longer than the limit: cut at a word boundary rather than inside a word.
+    return text[:max_chars].rsplit(None, 1)[0]
+
+
+def section_response(text: str, config: PairingConfig) -> str | None:
+    """The response a section's ``text`` gives: its first prose paragraphs, within the limits.
+
+    Returns ``None`` when the section has no prose paragraph or too little of it.
+    """
+    paragraphs = [" ".join(p.split()) for p in text.split("\n\n") if _is_prose(p)]
+    kept: list[str] = []
+    for paragraph in paragraphs[: config.max_paragraphs]:
+        candidate = "\n\n".join(kept + [paragraph])
+        if kept and len(candidate) > config.max_response_chars:
+            break  # a whole second paragraph or nothing: half of one reads as cut off
+        kept.append(paragraph)
+    if not kept:
+        return None
+    response = _truncate("\n\n".join(kept), config.max_response_chars)
+    if not _SENTENCE_END.search(response[-3:]):
+        # A paragraph that introduced a list ("...as follows:") loses its list in cleaning: end the
+        # response at the last complete sentence instead of on a colon.
+        ends = [match.end() for match in _SENTENCE_END.finditer(response)]
+        response = response[: ends[-1]] if ends else ""
+    return response if len(response) >= config.min_response_chars else None
+
+
+def _heading_paths(sections: Sequence[dict[str, Any]]) -> list[list[str]]:
+    # A stack of the open headings by level: "===" under "==" is a subsection of it.
+    stack: list[tuple[int, str]] = []
+    paths = []
+    for section in sections:
+        level, heading = int(section.get("level", 2)), section["heading"]
+        if not heading:
+            paths.append([])
+            continue
+        while stack and stack[-1][0] >= level:
+            stack.pop()
+        stack.append((level, heading))
+        paths.append([name for _, name in stack])
+    return paths
+
+
+def make_pairs(
+    articles: Iterable[dict[str, Any]],
+    config: PairingConfig | None = None,
+    *,
+    seed: int | None = None,
+    templates: Sequence[str] | None = None,
+) -> list[dict[str, Any]]:
+    """Instruction/response pairs from articles (the schema of docs/CONTRACTS.md), in article order.
+
+    Each pair has ``article_id, title, url, heading, heading_path, level, instruction, response,
+    template`` (``template`` is the instruction template used). ``seed`` and ``templates`` override
+    the config's. The same articles and seed always give the same pairs.
+    """
+    config = config or PairingConfig()
+    if seed is not None:
+        config = dataclasses.replace(config, seed=seed)
+    if templates is not None:
+        config = dataclasses.replace(config, templates=tuple(templates))
+
+    pairs = []
+    for article in articles:
+        title = article["title"].strip()
+        sections = article["sections"]
+        for section, path in zip(sections, _heading_paths(sections)):
+            heading = section["heading"].strip()
+            if heading.casefold() in config.skip_headings:
+                continue
+            response = section_response(section["text"], config)
+            if response is None:
+                continue
+            shown_heading = ": ".join(path) if config.heading_path else heading
+            # Seeded by the section itself, not by its position in the corpus: stable under edits.
+            rng = random.Random(f"{config.seed}\x1f{article['id']}\x1f{' / '.join(path)}")
+            template = rng.choice(config.lead_templates if not heading else config.templates)
+            pairs.append(
+                {
+                    "article_id": int(article["id"]),
+                    "title": title,
+                    "url": article.get("url", ""),
+                    "heading": heading,
+                    "heading_path": " / ".join(path),
+                    "level": int(section.get("level", 1)),
+                    "instruction": template.format(title=title, heading=shown_heading),
+                    "response": response,
+                    "template": template,
+                }
+            )
+    return pairs
+
+
+# --- deduplication -----------------------------------------------------------------------------
+
+
+def _normalized(text: str) -> str:
+    return " ".join(text.casefold().split())
+
+
+def dedupe_pairs(pairs: Iterable[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
+    """Drop repeated pairs, keeping the first: return ``(kept, number removed)``.
+
+    A pair is a repeat when its instruction and response match an earlier pair's after case folding
+    and whitespace collapsing, or when its response alone does: the same paragraph under two
+    headings (or copied between articles) would teach two answers for one text.
+    """
+    seen_pairs: set[tuple[str, str]] = set()
+    seen_responses: set[str] = set()
+    kept, removed = [], 0
+    for pair in pairs:
+        instruction, response = _normalized(pair["instruction"]), _normalized(pair["response"])
+        if (instruction, response) in seen_pairs or response in seen_responses:
+            removed += 1
+            continue
+        seen_pairs.add((instruction, response))
+        seen_responses.add(response)
+        kept.append(pair)
+    return kept, removed
+
+
+# --- splitting by article ----------------------------------------------------------------------
+
+
+def _check_fractions(fractions: dict[str, float]) -> dict[str, float]:
+    if not fractions:
+        raise ValueError("split fractions are empty: give e.g. {'train': 0.8, 'validation': 0.1, 'test': 0.1}")
+    unknown = [name for name in fractions if name not in SPLIT_NAMES]
+    if unknown:
+        raise ValueError(f"unknown split name(s) {unknown}: splits are named {', '.join(SPLIT_NAMES)}")
+    if "train" not in fractions:
+        raise ValueError("the split fractions need a 'train' split")
+    if any(not isinstance(value, (int, float)) or value <= 0 for value in fractions.values()):
+        raise ValueError(f"every split fraction must be a positive number, got {fractions}")
+    total = sum(fractions.values())
+    if not math.isclose(total, 1.0, abs_tol=1e-6):
+        raise ValueError(f"split fractions must sum to 1, got {total:g} from {fractions}")
+    return {name: float(fractions[name]) for name in SPLIT_NAMES if name in fractions}
+
+
+def _split_sizes(n_articles: int, fractions: dict[str, float]) -> dict[str, int]:
+    # Largest remainder, then at least one article per split: a split the fractions ask for exists.
+    exact = {name: n_articles * fraction for name, fraction in fractions.items()}
+    sizes = {name: max(1, math.floor(value)) for name, value in exact.items()}
+    by_remainder = sorted(fractions, key=lambda name: exact[name] - math.floor(exact[name]), reverse=True)
+    while sum(sizes.values()) < n_articles:
+        for name in by_remainder:
+            if sum(sizes.values()) < n_articles:
+                sizes[name] += 1
+    while sum(sizes.values()) > n_articles:
+        # Take back from the largest split: only "at least one" can overshoot, and train is largest.
+        largest = max(sizes, key=lambda name: sizes[name])
+        sizes[largest] -= 1
+    return sizes
+
+
+def split_by_article(
+    pairs: Sequence[dict[str, Any]],
+    fractions: dict[str, float] | None = None,
+    seed: int = 0,
+) -> dict[str, list[dict[str, Any]]]:
+    """Split pairs into train/validation/test so that no article is in two splits.
+
+    Articles (by ``article_id``) are shuffled with ``seed`` and dealt by ``fractions`` (of articles,
+    not pairs; positive, summing to 1, split names from ``SPLIT_NAMES``, ``train`` required). Every
+    split gets at least one article; fewer articles than splits is an error. Pairs keep their order.
+    """
+    if fractions is None:
+        fractions = {"train": 0.8, "validation": 0.1, "test": 0.1}
+    fractions = _check_fractions(fractions)
+    by_article: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for pair in pairs:
+        by_article[pair["article_id"]].append(pair)
+    if len(by_article) < len(fractions):
+        raise ValueError(
+            f"{len(pairs)} pairs from {len(by_article)} article(s) cannot fill {len(fractions)} splits "
+            f"({', '.join(fractions)}) without putting an article in two: pairing needs at least "
+            f"{len(fractions)} articles with prose sections"
+        )
+    article_ids = sorted(by_article)
+    random.Random(seed).shuffle(article_ids)
+    sizes = _split_sizes(len(article_ids), fractions)
+    assignment: dict[int, str] = {}
+    start = 0
+    for name, size in sizes.items():
+        for article_id in article_ids[start: start + size]:
+            assignment[article_id] = name
+        start += size
+    splits: dict[str, list[dict[str, Any]]] = {name: [] for name in fractions}
+    for pair in pairs:
+        splits[assignment[pair["article_id"]]].append(pair)
+    return splits
+
+
+def split_overlap(splits: dict[str, Sequence[dict[str, Any]]]) -> dict[str, int]:
+    """For each pair of splits, how many articles they share (all zeros for a sound split)."""
+    ids = {name: {pair["article_id"] for pair in rows} for name, rows in splits.items()}
+    names = list(ids)
+    return {
+        f"{a} & {b}": len(ids[a] & ids[b]) for i, a in enumerate(names) for b in names[i + 1:]
+    }
+
+
+def tokenizer_training_texts(
+    articles: Iterable[dict[str, Any]], train_pairs: Sequence[dict[str, Any]]
+) -> list[str]:
+    """The texts the course tokenizer learns from: the training split's articles and prompts.
+
+    Only training articles, so that validation and test text stays unseen; the formatted prompts
+    too, so that the template's markers become a few tokens rather than many.
+    """
+    train_ids = {pair["article_id"] for pair in train_pairs}
+    texts = [
+        section["text"]
+        for article in articles
+        if article["id"] in train_ids
+        for section in article["sections"]
+        if section["text"]
+    ]
+    texts += [format_prompt(pair["instruction"]) + pair["response"] for pair in train_pairs]
+    return texts
+
+
+# --- token lengths -----------------------------------------------------------------------------
+
+
+def token_lengths(splits: dict[str, Sequence[dict[str, Any]]], tokenizer: Any) -> pandas.DataFrame:
+    """One row per pair: ``split``, and the token counts of its ``prompt``, ``response`` and ``full``
+    training text (prompt + response + the tokenizer's end-of-text token)."""
+    import pandas as pd
+
+    rows = []
+    for name, rows_of_split in splits.items():
+        for pair in rows_of_split:
+            prompt = format_prompt(pair["instruction"])
+            full = format_training_text(pair["instruction"], pair["response"], tokenizer.eos_token)
+            counts = tokenizer([prompt, pair["response"], full], add_special_tokens=False)["input_ids"]
+            rows.append({"split": name, "prompt": len(counts[0]), "response": len(counts[1]), "full": len(counts[2])})
+    return pd.DataFrame(rows, columns=["split", "prompt", "response", "full"])
+
+
+def token_length_stats(
+    splits: dict[str, Sequence[dict[str, Any]]], tokenizer: Any, lengths: pandas.DataFrame | None = None
+) -> pandas.DataFrame:
+    """Per split (the index): ``pairs`` and the ``mean``, ``median``, ``p95`` and ``max`` token counts
+    of the prompt, the response and the full training text (columns ``prompt_mean``...``full_max``).
+
+    Pass ``lengths`` (from ``token_lengths``) to reuse counts already made.
+    """
+    import pandas as pd
+
+    lengths = token_lengths(splits, tokenizer) if lengths is None else lengths
+    table = {}
+    for name in splits:
+        rows = lengths[lengths["split"] == name]
+        stats: dict[str, float] = {"pairs": len(rows)}
+        for part in ("prompt", "response", "full"):
+            values = rows[part]
+            stats |= {
+                f"{part}_mean": round(float(values.mean()), 1) if len(values) else math.nan,
+                f"{part}_median": float(values.median()) if len(values) else math.nan,
+                f"{part}_p95": round(float(values.quantile(0.95)), 1) if len(values) else math.nan,
+                f"{part}_max": int(values.max()) if len(values) else 0,
+            }
+        table[name] = stats
+    frame = pd.DataFrame.from_dict(table, orient="index")
+    frame["pairs"] = frame["pairs"].astype(int)
+    frame.index.name = "split"
+    return frame
+
+
+def plot_token_lengths(
+    lengths: pandas.DataFrame, column: str = "full", max_length: int | None = None, ax: Any = None
+) -> Any:
+    """Histogram of one token count (``prompt``, ``response`` or ``full``) per split, on ``ax``.
+
+    ``max_length`` draws the context length the model will be trained with, to show what it cuts.
+    Returns the matplotlib Axes.
+    """
+    import matplotlib.pyplot as plt
+
+    if column not in ("prompt", "response", "full"):
+        raise ValueError(f"column must be prompt, response or full, not {column!r}")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(8, 3.5))
+    top = int(lengths[column].max()) if len(lengths) else 1
+    bins = range(0, top + max(1, top // 40) + 1, max(1, top // 40))
+    for name, rows in lengths.groupby("split", sort=False):
+        ax.hist(rows[column], bins=bins, alpha=0.6, label=f"{name} ({len(rows)})")
+    if max_length is not None:
+        ax.axvline(max_length, color="black", linestyle="--", label=f"context {max_length}")
+    ax.set_xlabel(f"tokens ({column} training text)" if column == "full" else f"tokens ({column})")
+    ax.set_ylabel("pairs")
+    ax.legend()
+    return ax
+
+
+# --- saving ------------------------------------------------------------------------------------
+
+
+def save_pairs(splits: dict[str, Sequence[dict[str, Any]]], out_dir: Path | str) -> datasets.DatasetDict:
+    """Save the splits in ``out_dir``: ``dataset/`` (``DatasetDict.save_to_disk``) and ``{split}.jsonl``.
+
+    Every file is written beside its destination and moved into place at the end, so an interrupted
+    save leaves the previous result, not half of a new one. Returns the DatasetDict.
+    """
+    import datasets
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    features = datasets.Features(
+        {
+            name: datasets.Value("int64") if name in ("article_id", "level") else datasets.Value("string")
+            for name in PAIR_FIELDS
+        }
+    )
+    rows = {name: [{key: pair[key] for key in PAIR_FIELDS} for pair in pairs] for name, pairs in splits.items()}
+    dataset = datasets.DatasetDict(
+        {name: datasets.Dataset.from_list(split_rows, features=features) for name, split_rows in rows.items()}
+    )
+    from helpers.course import atomic_output
+
+    for name, split_rows in rows.items():
+        with atomic_output(out_dir / f"{name}.jsonl", encoding="utf-8") as handle:
+            for row in split_rows:
+                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+    final, partial, old = out_dir / "dataset", out_dir / ".dataset.partial", out_dir / ".dataset.old"
+    for leftover in (partial, old):
+        shutil.rmtree(leftover, ignore_errors=True)
+    # A progress bar per split is noise in a notebook for a few hundred rows; restore the setting after.
+    bars_were_on = not datasets.utils.are_progress_bars_disabled()
+    datasets.disable_progress_bars()
+    try:
+        dataset.save_to_disk(str(partial))
+    finally:
+        if bars_were_on:
+            datasets.enable_progress_bars()
+    if final.exists():
+        os.replace(final, old)
+    os.replace(partial, final)
+    shutil.rmtree(old, ignore_errors=True)
+    return dataset
+
+
+def load_pairs(out_dir: Path | str) -> datasets.DatasetDict:
+    """The DatasetDict ``save_pairs`` wrote in ``out_dir`` (e.g. ``runs/tiny/03_pairs``)."""
+    import datasets
+
+    from helpers.course import require_input
+
+    path = require_input(Path(out_dir) / "dataset", produced_by="03_pairs")
+    return datasets.load_from_disk(str(path))
+
+
+def read_pairs_jsonl(path: Path | str) -> list[dict[str, Any]]:
+    """The pairs of one ``{split}.jsonl`` file, as dicts."""
+    with open(path, encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]

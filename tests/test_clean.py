@@ -1,0 +1,303 @@
+"""Chapter 02 cleaning, on the real tiny corpus plus planted cases whose right answer is known."""
+from __future__ import annotations
+
+import copy
+import json
+
+import matplotlib
+import nltk
+import pytest
+
+from helpers import clean, dump, nltk_offline
+
+matplotlib.use("Agg")
+
+PARAGRAPH_FILTERS = [name for name in clean.FILTERS if name not in ("empty_section", "empty_article")]
+
+
+@pytest.fixture(autouse=True)
+def no_downloads(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"nltk.download called in a test: {args} {kwargs}")
+
+    monkeypatch.setattr(nltk, "download", refuse)
+
+
+@pytest.fixture(scope="module")
+def good_paragraphs(clean_articles) -> list[str]:
+    """Real paragraphs that passed every filter, long enough to plant variants of."""
+    paragraphs = [p for p in clean.iter_paragraphs(clean_articles) if 300 < len(p) < 1200 and "\n" not in p]
+    assert len(paragraphs) >= 20
+    return paragraphs
+
+
+def _article(title: str, *paragraphs: str, article_id: int = 10**9) -> dict:
+    return {
+        "id": article_id,
+        "title": title,
+        "url": f"https://en.wikipedia.org/wiki/{title.replace(' ', '_')}",
+        "sections": [{"heading": "", "level": 1, "text": "\n\n".join(paragraphs)}],
+    }
+
+
+def _clean_with(cleaned, articles, config=None):
+    """Clean with the Punkt model of the corpus run, as a real run on these articles would have."""
+    return clean.clean_articles(articles, config, sentence_tokenizer=cleaned.sentence_tokenizer)
+
+
+def _removed_texts(report, name: str) -> list[str]:
+    return [example["text"] for example in report.filters[name].examples]
+
+
+# --- part 1: the classic pipeline ---------------------------------------------------------------
+
+
+def test_classic_pipeline_does_what_the_tutorials_say():
+    tokens = clean.classic_nlp_pipeline("The 3 geese were running across the U.S. roads, in 1999!")
+    assert tokens == ["goose", "running", "road"]  # noun lemmas only: no tagger data offline
+
+
+def test_classic_pipeline_on_a_real_paragraph(good_paragraphs):
+    paragraph = good_paragraphs[0]
+    tokens = clean.classic_nlp_pipeline(paragraph)
+    assert tokens and all(token.isalpha() and token == token.lower() for token in tokens)
+    assert not set(tokens) & {"the", "of", "and", "is", "a"}
+    assert len(tokens) < 0.75 * len(paragraph.split())
+
+
+def test_term_frequencies_count_the_corpus_topics(clean_articles):
+    albedo = next(a for a in clean_articles if a["title"] == "Albedo")
+    frequencies = clean.term_frequencies([s["text"] for s in albedo["sections"]], top=10)
+    assert list(frequencies.columns) == ["term", "count", "share"]
+    assert frequencies.iloc[0]["term"] == "albedo"
+    assert frequencies["count"].is_monotonic_decreasing
+    ax = clean.plot_term_frequencies(frequencies, top=10)
+    assert len(ax.patches) == 10
+
+
+def test_classic_pipeline_output_is_not_language(good_paragraphs):
+    comparison = clean.fluency_comparison(good_paragraphs[:20])
+    assert comparison.loc["sentences", "original"] >= 20
+    assert comparison.loc["sentences", "classic pipeline"] == 0
+    kept = comparison.loc["original bigrams still present (%)", "classic pipeline"]
+    assert kept < 25  # word order is mostly gone: nothing a generator should learn to write
+
+
+# --- part 2: the training cleaning on the real corpus ------------------------------------------
+
+
+def test_every_paragraph_is_accounted_for(cleaned):
+    report = cleaned.report
+    totals = report.totals
+    removed = sum(report.filters[name].paragraphs_removed for name in PARAGRAPH_FILTERS)
+    assert totals["paragraphs_in"] == totals["paragraphs_out"] + removed
+    sections_removed = sum(s.sections_removed for s in report.filters.values())
+    assert totals["sections_in"] == totals["sections_out"] + sections_removed
+    assert totals["articles_in"] == totals["articles_out"] + report.filters["empty_article"].articles_removed
+    assert totals["paragraphs_out"] < totals["paragraphs_in"] and totals["chars_out"] < totals["chars_in"]
+
+
+def test_output_keeps_the_article_schema(tiny_articles, clean_articles):
+    by_id = {a["id"]: a for a in tiny_articles}
+    assert clean_articles
+    for article in clean_articles:
+        assert set(article) == {"id", "title", "url", "sections"}
+        assert article["title"] == by_id[article["id"]]["title"]
+        sections = article["sections"]
+        assert sections
+        for i, section in enumerate(sections):
+            assert set(section) == {"heading", "level", "text"}
+            if not section["text"]:  # only a heading over kept subsections, as chapter 01 writes them
+                assert section["heading"] and i + 1 < len(sections) and sections[i + 1]["level"] > section["level"]
+            assert all(p.strip() for p in clean.split_paragraphs(section["text"]))
+
+
+def test_cleaning_removes_what_the_report_says_on_real_data(cleaned):
+    report = cleaned.report
+    # What the tiny corpus really contains: lists (filmographies, link lists), "as follows:" lead-ins
+    # of dropped formulas, over-long paragraphs, sections left empty.
+    assert report.filters["list_like"].paragraphs_removed >= 20
+    assert report.filters["fragment"].paragraphs_removed >= 10
+    assert report.filters["trim_long"].paragraphs_modified >= 3
+    assert report.filters["empty_section"].sections_removed >= 10
+    for name, stats in report.filters.items():
+        touched = stats.paragraphs_removed + stats.paragraphs_modified + stats.sections_removed + stats.articles_removed
+        assert len(stats.examples) == min(touched, cleaned.report.config.examples_per_filter), name
+        for example in stats.examples:
+            assert example["detail"] and example["title"]
+
+
+def test_output_paragraphs_are_prefixes_of_input_paragraphs(tiny_articles, clean_articles):
+    """Cleaning cuts and drops; it never rewrites words (beyond Unicode/whitespace normalization)."""
+    originals = [clean.normalize_text(p) for p in clean.iter_paragraphs(tiny_articles)]
+    by_start: dict[str, list[str]] = {}
+    for original in originals:
+        by_start.setdefault(original[:30], []).append(original)
+    for paragraph in clean.iter_paragraphs(clean_articles):
+        assert any(o.startswith(paragraph) for o in by_start.get(paragraph[:30], [])), paragraph[:80]
+
+
+def test_no_valid_paragraph_is_lost(cleaned, clean_articles):
+    """Cleaning its own output removes and changes nothing: whatever passes all filters stays verbatim."""
+    again = _clean_with(cleaned, copy.deepcopy(clean_articles))
+    assert again.articles == clean_articles
+    table = again.report.table()
+    assert table.drop(columns="reason").to_numpy().sum() == 0
+
+
+def test_trimmed_paragraphs_end_at_a_sentence_boundary(clean_articles, cleaned):
+    limit = cleaned.report.config.max_paragraph_chars
+    for paragraph in clean.iter_paragraphs(clean_articles):
+        assert len(paragraph) <= limit
+        assert clean.ends_sentence(paragraph), paragraph[-80:]
+
+
+def test_cleaning_is_deterministic(tiny_articles, cleaned):
+    again = _clean_with(cleaned, tiny_articles)
+    assert again.articles == cleaned.articles
+    assert again.report.as_dict() == cleaned.report.as_dict()
+
+
+def test_report_table_dict_and_plot(cleaned):
+    report = cleaned.report
+    table = report.table()
+    assert list(table.index) == list(clean.FILTERS)
+    assert {"paragraphs removed", "chars removed", "reason"} <= set(table.columns)
+    data = json.loads(json.dumps(report.as_dict()))
+    assert data["totals"] == report.totals and set(data["filters"]) == set(clean.FILTERS)
+    metrics = report.metrics()
+    assert metrics["paragraphs_out"] == report.totals["paragraphs_out"]
+    assert metrics["paragraphs_modified"]["list_like"] == report.filters["list_like"].paragraphs_modified
+    assert metrics["paragraphs_removed"]["list_like"] == report.filters["list_like"].paragraphs_removed
+    assert metrics["sections_removed"]["empty_section"] == report.filters["empty_section"].sections_removed
+    ax = report.plot()
+    assert len(ax.patches) == 2 * len(clean.FILTERS)
+
+
+def test_save_and_read_back(clean_articles, tmp_path):
+    path = clean.save_articles(clean_articles, tmp_path / "02_cleaning" / "articles.jsonl")
+    assert dump.read_jsonl(path) == clean_articles
+    assert [p.name for p in path.parent.iterdir()] == ["articles.jsonl"]  # no temporary file left
+
+
+# --- planted cases ------------------------------------------------------------------------------
+
+
+def test_planted_exact_duplicates_are_removed(cleaned, clean_articles, good_paragraphs):
+    original = good_paragraphs[3]
+    variant = "  " + original.upper().replace(", ", " , ") + "  "  # case, spacing, punctuation differ
+    planted = clean_articles + [_article("Planted copy", original, variant, good_paragraphs[4])]
+    result = _clean_with(cleaned, planted)
+    stats = result.report.filters["exact_duplicate"]
+    assert stats.paragraphs_removed == 3  # the copy and the variant of paragraph 3, the copy of 4
+    assert all("same as a paragraph of" in e["detail"] for e in stats.examples)
+    assert result.articles == clean_articles  # the planted article is empty, so it goes too
+    assert result.report.filters["empty_article"].articles_removed == 1
+
+
+def test_planted_near_duplicate_is_removed(cleaned, clean_articles, good_paragraphs):
+    original = good_paragraphs[5]
+    words = original.split(" ")
+    words[len(words) // 3] = "remarkably"
+    words[2 * len(words) // 3] = "notably"
+    edited = " ".join(words)
+    assert edited != original
+    result = _clean_with(cleaned, clean_articles + [_article("Planted edit", edited)])
+    stats = result.report.filters["near_duplicate"]
+    assert stats.paragraphs_removed == 1
+    assert stats.examples[0]["text"] == clean._snippet(edited)
+    assert "Jaccard" in stats.examples[0]["detail"]
+    assert result.report.filters["exact_duplicate"].paragraphs_removed == 0
+
+
+def test_an_unrelated_paragraph_is_not_a_near_duplicate(cleaned, clean_articles, good_paragraphs):
+    first, second = good_paragraphs[6].split(" "), good_paragraphs[7].split(" ")
+    mixed = " ".join(first[: len(first) // 2] + second[len(second) // 2 :])
+    result = _clean_with(cleaned, clean_articles + [_article("Planted mix", mixed)])
+    assert result.report.filters["near_duplicate"].paragraphs_removed == 0
+
+
+def test_markup_residue_is_removed_and_the_words_kept(cleaned, good_paragraphs):
+    original = next(p for p in good_paragraphs[8:] if p.endswith(".") and not p.endswith(".."))
+    first, _, rest = original[:-1].partition(" ")
+    dirty = (
+        f"'''{first}'''{{{{Citation needed|date=May 2016}}}} [[Light|{rest[:40]}]]{rest[40:]} &amp; "
+        f"<span>more</span><ref name=\"a\">{{{{cite web|url=http://x.org}}}}</ref> [[File:X.png|thumb|A cap]]."
+    )
+    table = "{| class=\"wikitable\"\n|-\n! Year !! Value\n|-\n| 1990 || 12\n|}"
+    other = good_paragraphs[-1]
+    result = _clean_with(cleaned, [_article("Planted markup", dirty, table + "\n" + other)])
+    out = list(clean.iter_paragraphs(result.articles))
+    assert out == [original[:-1] + " & more.", other]
+    assert result.report.filters["markup"].paragraphs_modified == 2
+
+
+def test_low_quality_paragraphs_are_removed_with_their_reason(cleaned, good_paragraphs):
+    cases = {
+        "not_english": "Die Albedo ist ein Maß für das Rückstrahlvermögen von diffus reflektierenden, "
+        "also nicht selbst leuchtenden Oberflächen. Sie wird als dimensionslose Zahl angegeben.",
+        "digits_symbols": "Values for 2010: 12.5, 13.75, 14.25, 15.5, 16.0, 18.25, 19.5, 21.0, 22.75, 24.5.",
+        "alpha_ratio": "Initials A. B. C. D. E. F. G. H. I. J. K. L. M. N. O. P. Q. R. S. T. U. V.",
+        "too_short": "It is short.",
+        "list_like": "Films\nThe Gold Lust (1911)\nThe Picket Guard (1913)\nThe Restless Spirit (1913)",
+        "fragment": "The correlation between albedo, absolute magnitude and diameter is given by",
+        "short_sentences": "Albedo rises. Snow melts. Ice forms. Sea ices. Land dries. Cloud forms again.",
+    }
+    articles = [_article(f"Planted {name}", text, good_paragraphs[9 + i], article_id=i) for i, (name, text) in enumerate(cases.items())]
+    result = _clean_with(cleaned, articles, clean.CleaningConfig(min_section_chars=0))
+    for name, text in cases.items():
+        assert result.report.filters[name].paragraphs_removed >= 1, name
+        assert clean._snippet(text) in _removed_texts(result.report, name), name
+    kept = list(clean.iter_paragraphs(result.articles))
+    assert kept == good_paragraphs[9 : 9 + len(cases)]  # the real paragraph beside each case stays
+
+
+def test_a_list_after_prose_keeps_the_prose(cleaned):
+    text = (
+        "Jains believe that to attain liberation, one must practice the following ethical principles "
+        "in thought, speech and action. The degree differs for householders and monks. They are:\n"
+        "Non-violence (Ahimsa);\nTruthfulness (Satya);\nNon-stealing (Asteya);"
+    )
+    result = _clean_with(cleaned, [_article("Planted list", text)], clean.CleaningConfig(min_section_chars=0))
+    (paragraph,) = clean.iter_paragraphs(result.articles)
+    assert paragraph.endswith("householders and monks.")
+    assert result.report.filters["list_like"].paragraphs_modified == 1
+    assert result.report.filters["fragment"].paragraphs_modified == 1  # "They are:" dangled
+
+
+def test_long_paragraph_is_trimmed_at_a_sentence_boundary(cleaned, good_paragraphs):
+    long_text = " ".join(good_paragraphs[20:24])
+    config = clean.CleaningConfig(max_paragraph_chars=len(good_paragraphs[20]) + 50, min_section_chars=0)
+    result = _clean_with(cleaned, [_article("Planted long", long_text)], config)
+    (paragraph,) = clean.iter_paragraphs(result.articles)
+    assert paragraph.startswith(good_paragraphs[20]) and len(paragraph) <= config.max_paragraph_chars
+    assert clean.ends_sentence(paragraph)
+    assert result.report.filters["trim_long"].paragraphs_modified == 1
+
+
+def test_unicode_and_whitespace_are_normalized(cleaned, good_paragraphs):
+    original = good_paragraphs[10]
+    with_ligature = original[:20] + "\ufb01" + original[20:]  # the "fi" ligature: NFKC makes it two letters
+    messy = with_ligature.replace(" ", "\u00a0", 3).replace("e", "e\u200b", 2).replace(" ", "   ", 2)
+    result = _clean_with(cleaned, [_article("Planted unicode", messy)], clean.CleaningConfig(min_section_chars=0))
+    (paragraph,) = clean.iter_paragraphs(result.articles)
+    assert paragraph == original[:20] + "fi" + original[20:]
+    assert result.report.filters["normalize"].paragraphs_modified == 1
+
+
+def test_config_is_validated():
+    with pytest.raises(ValueError):
+        clean.CleaningConfig(num_perm=100, lsh_bands=32)
+    with pytest.raises(ValueError):
+        clean.CleaningConfig(near_duplicate_threshold=0)
+
+
+def test_training_cleaning_does_not_depend_on_installed_stopwords(cleaned, good_paragraphs, monkeypatch):
+    """The not_english filter always uses the course's list, so results are the same on every machine."""
+
+    def unavailable():
+        raise AssertionError("the training cleaning must not ask which stopwords are installed")
+
+    monkeypatch.setattr(nltk_offline, "english_stopwords", unavailable)
+    result = _clean_with(cleaned, [_article("Planted", good_paragraphs[0])], clean.CleaningConfig(min_section_chars=0))
+    assert list(clean.iter_paragraphs(result.articles)) == [good_paragraphs[0]]

@@ -1,0 +1,556 @@
+"""Chapter 01: dump parsing, on the real pages of the tiny corpus."""
+from __future__ import annotations
+
+import bz2
+import html
+import http.server
+import io
+import json
+import re
+import subprocess
+import sys
+import threading
+import tracemalloc
+from pathlib import Path
+
+import pytest
+
+from helpers import dump
+from helpers.profiles import REPO_ROOT
+
+# --- the raw dump, read without the parser, to check the parser against -----------------------
+
+
+@pytest.fixture(scope="session")
+def tiny_xml(tiny_dump) -> bytes:
+    return bz2.decompress(tiny_dump.read_bytes())
+
+
+@pytest.fixture(scope="session")
+def raw_pages(tiny_xml) -> list[bytes]:
+    return re.findall(rb"  <page>\n.*?  </page>\n", tiny_xml, re.S)
+
+
+def raw_wikitext(raw_pages: list[bytes], title: str) -> str:
+    page = next(page for page in raw_pages if f"<title>{title}</title>".encode() in page)
+    return re.search(rb"<text[^>]*>(.*?)</text>", page, re.S).group(1).decode()
+
+
+def by_title(articles: list[dict]) -> dict[str, dict]:
+    return {article["title"]: article for article in articles}
+
+
+def section(article: dict, heading: str) -> dict:
+    return next(section for section in article["sections"] if section["heading"] == heading)
+
+
+# --- counts ------------------------------------------------------------------------------------
+
+
+def test_counts_match_what_the_raw_dump_holds(tiny_dump, raw_pages):
+    redirects = sum(b"<redirect" in page for page in raw_pages)
+    disambiguation_titles = {"Alien", "Austin (disambiguation)", "Ada", "Aberdeen (disambiguation)"}
+    for title in disambiguation_titles:  # each really carries a {{disambiguation...}} template
+        assert re.search(r"\{\{disambiguation", raw_wikitext(raw_pages, title), re.I)
+    stats = dump.DumpStats()
+    articles = list(dump.iter_articles(tiny_dump, stats=stats))
+
+    assert (len(raw_pages), redirects) == (118, 82)
+    assert stats.pages_read == len(raw_pages)
+    assert stats.skipped == {"redirect": 82, "disambiguation": 4, "namespace": 0, "empty": 0}
+    assert stats.articles_kept == len(articles) == 118 - 82 - 4
+    assert not disambiguation_titles & set(by_title(articles))
+    assert stats.as_dict()["skipped_redirect"] == 82
+    assert stats.characters_kept == sum(len(s["text"]) for a in articles for s in a["sections"])
+
+
+def test_flags_keep_redirects_and_disambiguation_pages(tiny_dump):
+    stats = dump.DumpStats()
+    articles = list(dump.iter_articles(tiny_dump, skip_redirects=False, skip_disambiguation=False, stats=stats))
+    titles = set(by_title(articles))
+    assert {"Alien", "Ada", "Austin (disambiguation)", "AccessibleComputing"} <= titles
+    assert stats.skipped["redirect"] == stats.skipped["disambiguation"] == 0
+    assert len(articles) == 118
+
+
+def test_max_articles_stops_early(tiny_dump, tiny_articles):
+    stats = dump.DumpStats()
+    sample = list(dump.iter_articles(tiny_dump, max_articles=5, stats=stats))
+    assert sample == tiny_articles[:5]
+    assert stats.articles_kept == 5 and stats.pages_read < 118
+
+
+# --- article structure on real pages -----------------------------------------------------------
+
+
+def test_andorra_sections_levels_and_url(tiny_articles):
+    andorra = by_title(tiny_articles)["Andorra"]
+    assert andorra["id"] == 600
+    assert andorra["url"] == "https://en.wikipedia.org/wiki/Andorra"
+    lead = andorra["sections"][0]
+    assert (lead["heading"], lead["level"]) == ("", 1)
+    assert lead["text"].startswith("Andorra, officially the Principality of Andorra")
+    levels = {s["heading"]: s["level"] for s in andorra["sections"]}
+    assert levels["History"] == 2 and levels["17th to 19th centuries"] == 3
+    assert levels["Police Corps"] == 3  # written "=== Police Corps ===", spaces inside the marks
+    assert levels["Virtual Studies Centre"] == 4
+    assert not {"See also", "References", "External links"} & set(levels)
+    # "Statistics" holds only a table: with tables removed it is empty and dropped
+    assert "Statistics" not in levels
+
+
+def test_url_is_quoted_with_underscores(tiny_articles):
+    articles = by_title(tiny_articles)
+    assert articles["An American in Paris"]["url"] == "https://en.wikipedia.org/wiki/An_American_in_Paris"
+    assert articles["Animalia (book)"]["url"] == "https://en.wikipedia.org/wiki/Animalia_(book)"
+    assert dump.page_url("https://en.wikipedia.org/wiki/", "AT&T Corp?") == \
+        "https://en.wikipedia.org/wiki/AT%26T_Corp%3F"
+
+
+def test_albedo_links_quotes_files_and_entities(tiny_articles, raw_pages):
+    raw = raw_wikitext(raw_pages, "Albedo")
+    # what the raw page holds, so the assertions below are about real markup
+    assert "[[diffuse reflection|diffuse reflectivity]]" in raw and "[[Latin]]" in raw
+    assert "[[File:water reflectivity.jpg|thumb|right|250px|Reflectivity" in raw
+    assert "&amp;nbsp;" in raw and "[[Category:Climatology]]" in raw
+
+    albedo = by_title(tiny_articles)["Albedo"]
+    text = dump.article_text(albedo)
+    lead = albedo["sections"][0]["text"]
+    assert "derived from Latin albedo \"whiteness\"" in lead
+    assert "is the diffuse reflectivity or reflecting power" in lead
+    assert "diffuse reflection" not in lead  # the link target, not shown to a reader
+    assert "Reflectivity of smooth water" not in text  # an image caption
+    assert "Climatology" not in text and "&nbsp;" not in text and "nbsp" not in text
+    assert "IPA" not in lead and "'''" not in text
+    assert "Terrestrial albedo" in {s["heading"] for s in albedo["sections"]}
+
+
+def test_lists_are_kept_one_item_per_line(tiny_articles):
+    huxley = by_title(tiny_articles)["Aldous Huxley"]
+    novels = section(huxley, "Novels")
+    assert novels["level"] == 3
+    assert novels["text"].split("\n")[:2] == ["1921 Crome Yellow", "1923 Antic Hay"]
+    assert "*" not in novels["text"]
+
+
+def test_sections_are_paragraphs_separated_by_one_blank_line(tiny_articles):
+    empty_parents = 0
+    for article in tiny_articles:
+        sections = article["sections"]
+        for position, sec in enumerate(sections):
+            assert sec["text"] == sec["text"].strip()
+            assert "\n\n\n" not in sec["text"]
+            if not sec["text"]:  # an empty section survives only as the parent of kept subsections
+                empty_parents += 1
+                assert position + 1 < len(sections) and sections[position + 1]["level"] > sec["level"]
+    assert empty_parents > 0  # Andorra's "Geography" is one
+
+
+# --- wikitext rules, one by one ----------------------------------------------------------------
+
+
+def test_nested_templates_and_infobox_are_removed_in_one_piece(raw_pages):
+    raw = html.unescape(raw_wikitext(raw_pages, "Andorra"))  # the wikitext, as the XML parser hands it over
+    assert "{{Infobox country" in raw and "{{small|{{native name|ca|" in raw  # three levels deep
+    lead = dump.parse_wikitext(raw)[0]["text"]
+    assert lead.startswith("Andorra, officially the Principality of Andorra")
+    assert "conventional_long_name" not in lead and "Principat d'Andorra" not in lead
+
+
+@pytest.mark.parametrize(
+    ("wikitext", "expected"),
+    [
+        ("A{{outer|{{inner|x}}|y}}B", "AB"),
+        ("a<ref name=\"x\">{{cite web|url=u}} text</ref> b<ref name=\"y\"/>.", "a b."),
+        ("see [[File:X.jpg|thumb|a [[nested|link]] caption]]here", "see here"),
+        ("[[Image:Y.png|left]]word", "word"),
+        ("[[a|b]] and [[c]] and [[dog]]s", "b and c and dogs"),
+        ("[http://example.org label here] and [http://bare.org]", "label here and"),
+        ("'''bold''' and ''italic'' and '''''both'''''", "bold and italic and both"),
+        ("x&nbsp;y &amp; z &lt;b&gt;", "x y & z"),
+        ("one<!-- hidden -->two", "onetwo"),
+        ("f <math>x^2</math> g <gallery>A.jpg|c</gallery> h", "f g h"),
+        ("[[Category:Foo]]text[[fr:Bonjour]][[:Category:Bar|visible]]", "textvisible"),
+        ("a <span style=\"x\">b</span> <small>c</small>", "a b c"),
+        ("{{convert|468|km2|sqmi}} wide, {{lang|fr|le mot}}", "468 km2 wide, le mot"),
+        ("a {{nowrap|[[Unitary state|Unitary]] [[Parliamentary system|parliamentary]]}} diarchy",
+         "a Unitary parliamentary diarchy"),
+        ("unclosed {{template here", "unclosed template here"),
+        ("text}} stray", "text stray"),
+    ],
+)
+def test_inline_markup(wikitext, expected):
+    sections = dump.parse_wikitext(wikitext)
+    assert sections[0]["text"] == expected
+
+
+def test_headings_levels_boilerplate_and_empty_sections():
+    wikitext = (
+        "Lead.\n==History==\nOld.\n===Early===\nEarlier.\n==Empty==\n{{main|X}}\n"
+        "==See also==\n* [[Y]]\n===Sub of see also===\nText.\n==Notes and references==\n<references/>\n"
+        "==Parent==\n===Child===\nChild text.\n==External links==\n* [http://x y]"
+    )
+    sections = dump.parse_wikitext(wikitext)
+    assert [(s["heading"], s["level"]) for s in sections] == [
+        ("", 1), ("History", 2), ("Early", 3), ("Parent", 2), ("Child", 3),
+    ]
+    assert sections[3]["text"] == ""  # kept: it is the parent of a kept subsection
+
+
+def test_boilerplate_heading_detection_is_not_fooled_by_real_headings():
+    for heading in ("References", "External links", "See also", "Further reading", "Notes", "Bibliography",
+                    "Sources", "Citations", "Footnotes", "Notes and references", "References and notes"):
+        assert dump.is_boilerplate_heading(heading), heading
+    for heading in ("Works", "Selected works", "Literature", "Notes on pronunciation", "History"):
+        assert not dump.is_boilerplate_heading(heading), heading
+
+
+def test_tables_removed_by_default_and_kept_as_rows_on_request(table_dump):
+    default = by_title(dump.iter_articles(table_dump))["Constructive vote of no confidence"]
+    tables = by_title(dump.iter_articles(table_dump, keep_tables=True))["Constructive vote of no confidence"]
+    row = "27 April 1972 | Rainer Barzel (CDU) | Willy Brandt (SPD) | 247 | 10 | 3 | 236 | no"
+    assert row in section(tables, "History of use")["text"].split("\n")
+    assert "Rainer Barzel (CDU) |" not in dump.article_text(default)
+    for article in (default, tables):
+        assert dump.markup_residue([dump.article_text(article)])["total"] == 0
+
+
+def test_table_dump_without_siteinfo_gets_urls_from_its_language(table_dump):
+    first = next(dump.iter_articles(table_dump))
+    assert first["url"] == "https://en.wikipedia.org/wiki/Constructive_vote_of_no_confidence"
+
+
+# --- quality on the whole tiny corpus (no WikiExtractor needed) --------------------------------
+
+
+def test_markup_residue_is_below_threshold(tiny_articles, table_dump):
+    texts = [dump.article_text(article) for article in tiny_articles]
+    texts += [dump.article_text(article) for article in dump.iter_articles(table_dump, keep_tables=True)]
+    residue = dump.markup_residue(texts)
+    assert residue["characters"] > 500_000
+    assert residue["total"] < 0.5, residue  # marks per 10,000 characters; WikiExtractor: see benchmarks/
+    assert residue["{{"] == residue["[["] == residue["<ref"] == 0
+
+
+def test_residue_counter_counts_real_markup(raw_pages):
+    residue = dump.markup_residue([raw_wikitext(raw_pages, "Andorra")])
+    assert residue["{{"] > 10 and residue["[["] > 10 and residue["heading =="] > 1
+
+
+def test_heading_recall_on_real_pages(tiny_dump):
+    recall = dump.heading_recall(tiny_dump)
+    assert recall["expected"] > 400
+    assert recall["recall"] >= 0.95, recall["missed"]
+    # a heading over a table-only section is the kind that may go missing, never a prose one
+    assert ("Andorra", "Statistics") in recall["missed"]
+
+
+def test_wikitext_headings_reads_raw_headings(raw_pages):
+    headings = dump.wikitext_headings(raw_wikitext(raw_pages, "Andorra"))
+    assert headings[:3] == ["Etymology", "History", "17th to 19th centuries"]
+    assert "Police Corps" in headings and "See also" not in headings
+
+
+# --- formats: plain XML, multistream -----------------------------------------------------------
+
+
+def test_plain_xml_parses_like_bz2(tmp_path, tiny_xml, tiny_articles):
+    plain = tmp_path / "tiny.xml"
+    plain.write_bytes(tiny_xml)
+    assert list(dump.iter_articles(plain)) == tiny_articles
+
+
+@pytest.fixture(scope="module")
+def multistream(tmp_path_factory, tiny_dump):
+    folder = tmp_path_factory.mktemp("multistream")
+    dump_path = folder / "tiny-multistream.xml.bz2"
+    index_path = folder / "tiny-multistream-index.txt.bz2"
+    streams = dump.build_multistream(tiny_dump, dump_path, index_path, pages_per_stream=10)
+    return dump_path, index_path, streams
+
+
+def test_build_multistream_writes_concatenated_streams_and_index(multistream, tiny_articles):
+    dump_path, index_path, streams = multistream
+    assert streams == 1 + 12 + 1  # header, 118 pages by 10, footer
+    assert dump_path.read_bytes().count(b"BZh9") >= streams
+    index = dump.read_multistream_index(index_path)
+    assert len(index) == 118
+    assert index["Andorra"].page_id == 600
+    first_line = bz2.decompress(index_path.read_bytes()).decode().splitlines()[0]
+    assert first_line == f"{index['AccessibleComputing'].offset}:10:AccessibleComputing"
+    # the whole multistream file streams like the original
+    assert list(dump.iter_articles(dump_path)) == tiny_articles
+
+
+class CountingFile(io.RawIOBase):
+    """A binary file that counts the bytes read from it."""
+
+    def __init__(self, path: Path) -> None:
+        self.handle = open(path, "rb")
+        self.bytes_read = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self.handle.seek(offset, whence)
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.handle.read(size)
+        self.bytes_read += len(data)
+        return data
+
+    def close(self) -> None:
+        self.handle.close()
+        super().close()
+
+
+def test_fetch_articles_reads_only_the_streams_it_needs(multistream, tiny_articles):
+    dump_path, index_path, _ = multistream
+    index = dump.read_multistream_index(index_path)
+    titles = ["Andorra", "Albedo"]
+    counting = CountingFile(dump_path)
+    fetched = dump.fetch_articles(counting, index, titles)
+    counting.close()
+
+    expected = by_title(tiny_articles)
+    assert fetched == [expected["Andorra"], expected["Albedo"]]
+    header_stream = min(entry.offset for entry in index.values())
+    needed = header_stream + sum({index[t].offset: index[t].length for t in titles}.values())
+    assert counting.bytes_read == needed
+    assert counting.bytes_read < dump_path.stat().st_size / 3
+
+
+def test_fetch_articles_ignores_corrupt_other_streams(tmp_path, multistream, tiny_articles):
+    dump_path, index_path, _ = multistream
+    index = dump.read_multistream_index(index_path)
+    wanted = index["Andorra"]
+    data = bytearray(dump_path.read_bytes())
+    first_page_stream = min(entry.offset for entry in index.values())
+    for position in range(first_page_stream, len(data)):  # everything but the header and Andorra's stream
+        if not wanted.offset <= position < wanted.offset + wanted.length:
+            data[position] = 0
+    corrupt = tmp_path / "corrupt.xml.bz2"
+    corrupt.write_bytes(bytes(data))
+
+    assert dump.fetch_articles(corrupt, index_path, ["Andorra"]) == [by_title(tiny_articles)["Andorra"]]
+    with pytest.raises(dump.DumpError):
+        list(dump.iter_pages(corrupt))
+
+
+def test_fetch_articles_names_missing_titles(multistream):
+    dump_path, index_path, _ = multistream
+    with pytest.raises(KeyError, match="No Such Article"):
+        dump.fetch_articles(dump_path, index_path, ["Andorra", "No Such Article"])
+
+
+# --- output files ------------------------------------------------------------------------------
+
+
+def test_dump_to_jsonl_roundtrip_and_dataset(tmp_path, tiny_dump, tiny_articles):
+    out = tmp_path / "run" / "articles.jsonl"
+    stats = dump.dump_to_jsonl(tiny_dump, out)
+    assert stats.articles_kept == len(tiny_articles)
+    assert dump.read_jsonl(out) == tiny_articles
+    assert not list(out.parent.glob("*.partial"))
+    first = json.loads(out.read_text(encoding="utf-8").splitlines()[0])
+    assert list(first) == ["id", "title", "url", "sections"]
+    assert list(first["sections"][0]) == ["heading", "level", "text"]
+
+    dataset = dump.load_articles_dataset(out)
+    assert len(dataset) == len(tiny_articles)
+    assert dataset[0]["title"] == tiny_articles[0]["title"]
+    assert dataset[0]["sections"][0]["heading"] == ""
+
+
+def test_cli_writes_jsonl_and_prints_stats(tmp_path, tiny_dump):
+    out = tmp_path / "cli.jsonl"
+    result = subprocess.run(
+        [sys.executable, "-m", "helpers.dump", str(tiny_dump), "-o", str(out), "--no-progress"],
+        capture_output=True, text=True, cwd=REPO_ROOT, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"articles_kept\s+32", result.stdout)
+    assert re.search(r"skipped_redirect\s+82", result.stdout)
+    assert len(out.read_text(encoding="utf-8").splitlines()) == 32
+
+
+def test_iter_pages_memory_stays_flat(tmp_path, tiny_xml):
+    """Five times the pages must not need five times the memory: pages are cleared as they go."""
+    head, _, rest = tiny_xml.partition(b"  <page>")
+    pages, _, tail = (b"  <page>" + rest).rpartition(b"</mediawiki>")
+
+    def peak_for(copies: int) -> int:
+        path = tmp_path / f"x{copies}.xml"
+        path.write_bytes(head + pages * copies + b"</mediawiki>" + tail)
+        tracemalloc.start()
+        count = sum(1 for _ in dump.iter_pages(path))
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert count == 118 * copies
+        return peak
+
+    one, five = peak_for(1), peak_for(5)
+    assert five < one * 1.5, (one, five)
+
+
+# --- bad input ---------------------------------------------------------------------------------
+
+
+def assert_prefix_written(out: Path, tiny_articles: list[dict]) -> list[dict]:
+    written = dump.read_jsonl(out)
+    assert written == tiny_articles[: len(written)]
+    return written
+
+
+def test_truncated_bz2_keeps_the_pages_before_the_fault(tmp_path, tiny_dump, tiny_articles):
+    truncated = tmp_path / "truncated.xml.bz2"
+    data = tiny_dump.read_bytes()
+    # bz2 restores whole 900 kB blocks: 90% of the file holds the first block (106 pages) complete
+    truncated.write_bytes(data[: len(data) * 9 // 10])
+    out = tmp_path / "out.jsonl"
+    with pytest.raises(dump.DumpError) as caught:
+        dump.dump_to_jsonl(truncated, out)
+    message = str(caught.value)
+    assert "truncated.xml.bz2" in message and "byte" in message and "download" in message
+    assert caught.value.pages_read > 0 and caught.value.last_title
+    assert caught.value.pages_read == 106
+    written = assert_prefix_written(out, tiny_articles)
+    assert 5 < len(written) < len(tiny_articles)
+    assert f"{len(written)} articles before the fault were written" in message
+
+
+def test_truncated_multistream_loses_only_the_broken_stream(tmp_path, multistream, tiny_articles):
+    dump_path, index_path, _ = multistream
+    index = dump.read_multistream_index(index_path)
+    cut_inside = index["Andorra"].offset + 100  # inside the stream that holds Andorra
+    truncated = tmp_path / "cut-multistream.xml.bz2"
+    truncated.write_bytes(dump_path.read_bytes()[:cut_inside])
+    out = tmp_path / "out.jsonl"
+    with pytest.raises(dump.DumpError, match="truncated") as caught:
+        dump.dump_to_jsonl(truncated, out)
+    pages_before = sum(entry.offset < index["Andorra"].offset for entry in index.values())
+    assert caught.value.pages_read == pages_before
+    assert caught.value.byte_offset == cut_inside
+    written = assert_prefix_written(out, tiny_articles)
+    assert written[-1]["title"] != "Andorra" and len(written) > 10
+
+
+def test_malformed_xml_keeps_the_pages_before_the_fault(tmp_path, tiny_xml, raw_pages, tiny_articles):
+    broken_page = raw_pages[60]
+    title = re.search(rb"<title>(.*?)</title>", broken_page).group(1).decode()
+    broken = tiny_xml.replace(broken_page, broken_page.replace(b"<revision>", b"<revision><<oops", 1))
+    path = tmp_path / "malformed.xml"
+    path.write_bytes(broken)
+    out = tmp_path / "out.jsonl"
+    with pytest.raises(dump.DumpError, match=r"malformed XML.*line \d+") as caught:
+        dump.dump_to_jsonl(path, out)
+    assert caught.value.pages_read == 60
+    written = assert_prefix_written(out, tiny_articles)
+    titles_before = [re.search(rb"<title>(.*?)</title>", p).group(1).decode() for p in raw_pages[:60]]
+    assert [a["title"] for a in written] == [a["title"] for a in tiny_articles if a["title"] in titles_before]
+    assert title not in {a["title"] for a in written}
+
+
+def test_utf16_dump_is_refused_with_advice(tmp_path, tiny_xml):
+    text = '<?xml version="1.0" encoding="UTF-16"?>\n' + tiny_xml.decode("utf-8")
+    path = tmp_path / "utf16.xml"
+    path.write_bytes(text.encode("utf-16"))
+    out = tmp_path / "out.jsonl"
+    with pytest.raises(dump.DumpError, match="UTF-16.*iconv") as caught:
+        dump.dump_to_jsonl(path, out)
+    assert "utf16.xml" in str(caught.value) and caught.value.byte_offset == 0
+    assert dump.read_jsonl(out) == []
+
+
+def test_empty_page_text_is_skipped_and_counted(tmp_path, tiny_xml):
+    albedo_page = re.search(rb"<title>Albedo</title>.*?</page>", tiny_xml, re.S).group(0)
+    emptied_page = re.sub(rb"<text[^>]*>.*?</text>", b'<text xml:space="preserve" />', albedo_page, flags=re.S)
+    emptied = tiny_xml.replace(albedo_page, emptied_page)
+    path = tmp_path / "empty.xml"
+    path.write_bytes(emptied)
+    stats = dump.DumpStats()
+    titles = [a["title"] for a in dump.iter_articles(path, stats=stats)]
+    assert "Albedo" not in titles and len(titles) == 31
+    assert stats.skipped["empty"] == 1
+
+
+def test_missing_file_names_the_path(tmp_path):
+    missing = tmp_path / "nowhere.xml.bz2"
+    out = tmp_path / "out.jsonl"
+    with pytest.raises(FileNotFoundError, match="nowhere.xml.bz2"):
+        dump.dump_to_jsonl(missing, out)
+    with pytest.raises(dump.DumpError):
+        list(dump.iter_pages(missing))
+    assert not out.exists() and not list(tmp_path.iterdir())
+
+
+def test_cli_reports_the_fault_and_exits_nonzero(tmp_path, tiny_dump):
+    truncated = tmp_path / "cut.xml.bz2"
+    truncated.write_bytes(tiny_dump.read_bytes()[:100_000])
+    out = tmp_path / "cut.jsonl"
+    result = subprocess.run(
+        [sys.executable, "-m", "helpers.dump", str(truncated), "-o", str(out), "--no-progress"],
+        capture_output=True, text=True, cwd=REPO_ROOT, timeout=120,
+    )
+    assert result.returncode == 1
+    assert "cut.xml.bz2" in result.stderr and "truncated" in result.stderr
+    assert re.search(r"pages_read\s+\d+", result.stderr)
+    assert out.exists()
+
+
+# --- download ----------------------------------------------------------------------------------
+
+
+def test_download_dead_host_names_url_and_mirror(tmp_path):
+    url = "http://127.0.0.1:9/simplewiki-latest-pages-articles-multistream.xml.bz2"
+    with pytest.raises(dump.DownloadError) as caught:
+        dump.download(url, tmp_path / "dump.xml.bz2", progress=False, timeout=5)
+    assert url in str(caught.value) and "mirror" in str(caught.value)
+    assert isinstance(caught.value, ConnectionError)
+
+
+class RangeHandler(http.server.BaseHTTPRequestHandler):
+    """Serves one file, honouring ``Range: bytes=N-`` as dumps.wikimedia.org does."""
+
+    payload = b""
+    ranges: list[str] = []
+
+    def do_GET(self) -> None:
+        start = 0
+        if self.headers.get("Range"):
+            self.ranges.append(self.headers["Range"])
+            start = int(re.match(r"bytes=(\d+)-", self.headers["Range"]).group(1))
+            self.send_response(206)
+        else:
+            self.send_response(200)
+        body = self.payload[start:]
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_download_resumes_a_partial_file(tmp_path, tiny_dump):
+    RangeHandler.payload = tiny_dump.read_bytes()
+    RangeHandler.ranges = []
+    server = http.server.HTTPServer(("127.0.0.1", 0), RangeHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        dest = tmp_path / "enwiki-tiny.xml.bz2"
+        half = len(RangeHandler.payload) // 2
+        (tmp_path / "enwiki-tiny.xml.bz2.partial").write_bytes(RangeHandler.payload[:half])
+        url = f"http://127.0.0.1:{server.server_port}/enwiki-tiny.xml.bz2"
+        assert dump.local_source(url, tmp_path) == dest
+        assert dest.read_bytes() == RangeHandler.payload
+        assert RangeHandler.ranges == [f"bytes={half}-"]
+        assert not (tmp_path / "enwiki-tiny.xml.bz2.partial").exists()
+    finally:
+        server.shutdown()

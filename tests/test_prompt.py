@@ -1,0 +1,60 @@
+"""The prompt template: one definition, identical whether formatted in Python or from its JSON."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from helpers import prompt
+
+
+def test_prompt_ends_with_the_response_separator_and_holds_the_instruction():
+    text = prompt.format_prompt("Explain Albedo.")
+    assert text == "### Instruction:\nExplain Albedo.\n\n### Response:\n"
+    assert text.endswith(prompt.RESPONSE_SEPARATOR)
+    assert prompt.PROMPT_TEMPLATE.count(prompt.PLACEHOLDER) == 1
+
+
+def test_training_text_is_prompt_then_response_then_eos():
+    text = prompt.format_training_text(" Explain Albedo. ", "Albedo is reflectivity.\n", "<|endoftext|>")
+    assert text == prompt.format_prompt("Explain Albedo.") + "Albedo is reflectivity.<|endoftext|>"
+    assert prompt.split_prompt_response(text, eos_token="<|endoftext|>") == (
+        prompt.format_prompt("Explain Albedo."),
+        "Albedo is reflectivity.",
+    )
+
+
+def test_split_stops_a_generation_that_starts_another_instruction():
+    generated = prompt.format_prompt("Explain Acid.") + "An acid donates protons.\n\n### Instruction:\nMore"
+    assert prompt.split_prompt_response(generated)[1] == "An acid donates protons."
+    with pytest.raises(ValueError, match="separator"):
+        prompt.split_prompt_response("no template here")
+
+
+@pytest.mark.parametrize("bad", ["", "   \n"])
+def test_empty_instruction_or_response_is_refused(bad):
+    with pytest.raises(ValueError, match="instruction is empty"):
+        prompt.format_prompt(bad)
+    with pytest.raises(ValueError, match="response .* is empty"):
+        prompt.format_training_text("Explain Acid.", bad, "<|endoftext|>")
+    with pytest.raises(ValueError, match="eos_token"):
+        prompt.format_training_text("Explain Acid.", "An answer.", "")
+
+
+def test_json_template_gives_byte_identical_prompts(tmp_path, clean_articles):
+    """What the browser builds from prompt_template.json is exactly what the model was trained on."""
+    path = prompt.write_template(tmp_path / "prompt_template.json")
+    data = json.loads(path.read_bytes().decode("utf-8"))
+    assert data["template"] == prompt.PROMPT_TEMPLATE
+    assert data["placeholder"] == "{instruction}"
+    assert data["response_separator"] == prompt.RESPONSE_SEPARATOR
+    assert data["example"]["prompt"] == prompt.format_prompt(data["example"]["instruction"])
+    # Real titles and headings (accents, dashes, non-Latin scripts), plus text a naive JS
+    # String.replace would mangle ("$&") and braces str.format would choke on.
+    instructions = [f"Tell me about {s['heading'] or 'it'} in {a['title']}" for a in clean_articles for s in a["sections"]]
+    instructions += ["  What is $& or $1 in {title}?  ", "Ünïcödé – 日本語 🙂"]
+    for instruction in instructions:
+        # The JavaScript client: trim, then replace the placeholder literally.
+        js_like = data["template"].replace(data["placeholder"], instruction.strip() if data["strip_instruction"] else instruction)
+        assert js_like.encode("utf-8") == prompt.format_prompt(instruction).encode("utf-8")
+        assert prompt.prompt_from_template_json(data, instruction) == prompt.format_prompt(instruction)
