@@ -17,48 +17,73 @@ SIMPLEWIKI = "https://dumps.wikimedia.org/simplewiki/latest/"
 SIMPLEWIKI_DUMP = SIMPLEWIKI + "simplewiki-latest-pages-articles-multistream.xml.bz2"
 SIMPLEWIKI_INDEX = SIMPLEWIKI + "simplewiki-latest-pages-articles-multistream-index.txt.bz2"
 
+# What every profile shares; each profile below overrides values, never adds keys
+# (tests/test_profiles.py checks), so one code path serves all three.
+_COMMON: dict[str, Any] = {
+    # 01 dump parsing
+    "dump_source": SIMPLEWIKI_DUMP,
+    "dump_index_source": SIMPLEWIKI_INDEX,
+    "max_articles": None,
+    "keep_tables": False,
+    # 02 cleaning
+    "min_section_chars": 120,
+    # 03 pairing
+    "pair_seed": 0,
+    "pair_max_paragraphs": 2,
+    "pair_max_response_chars": 700,
+    "split_fractions": {"train": 0.9, "validation": 0.05, "test": 0.05},
+    "tokenizer_name": "distilbert/distilgpt2",
+    "tokenizer_vocab_size": None,
+    # 04 model choice: a Hub name, or "course-tiny-gpt2" for the stand-in the course pretrains itself
+    "model_name": "distilbert/distilgpt2",
+    "tiny_model_config": {"n_layer": 2, "n_head": 4, "n_embd": 128, "n_positions": 512},
+    "pretrain_steps": 0,
+    "pretrain_batch_size": 16,
+    "pretrain_block_size": 128,
+    "pretrain_learning_rate": 3e-3,
+    # 05 fine-tuning
+    "finetune_method": "full",  # "full" or "lora"
+    "finetune_seed": 0,
+    "finetune_epochs": 3,
+    "finetune_learning_rate": 5e-5,
+    "finetune_batch_size": 16,
+    "finetune_grad_accumulation": 1,
+    "finetune_max_length": 512,
+    "finetune_eval_steps": 50,
+    "finetune_early_stopping_patience": 3,
+    "lora_r": 16,
+    "lora_alpha": 32,
+    "lora_dropout": 0.05,
+    "checkpoint_dir": None,  # None: inside the run folder; on Colab, a Google Drive folder survives a disconnect
+}
+
 PROFILES: dict[str, dict[str, Any]] = {
-    "tiny": {
+    "tiny": _COMMON
+    | {
         "description": "offline CPU run on the shipped corpus (CI and nightly default)",
         "dump_source": "data/tiny/enwiki-tiny.xml.bz2",
         "dump_index_source": None,
-        "max_articles": None,
-        "keep_tables": False,
-        "min_section_chars": 120,
-        "pair_seed": 0,
-        "pair_max_paragraphs": 2,
-        "pair_max_response_chars": 700,
         "split_fractions": {"train": 0.8, "validation": 0.1, "test": 0.1},
         "tokenizer_name": "course-bpe",
         "tokenizer_vocab_size": 2048,
+        "model_name": "course-tiny-gpt2",
+        "pretrain_steps": 300,
+        "finetune_epochs": 4,
+        "finetune_learning_rate": 1e-3,
+        "finetune_eval_steps": 10,
     },
-    "colab": {
+    "colab": _COMMON
+    | {
         "description": "a Colab T4: Simple English Wikipedia's multistream dump, Hub models",
-        "dump_source": SIMPLEWIKI_DUMP,
-        "dump_index_source": SIMPLEWIKI_INDEX,
         "max_articles": 20_000,
-        "keep_tables": False,
-        "min_section_chars": 120,
-        "pair_seed": 0,
-        "pair_max_paragraphs": 2,
-        "pair_max_response_chars": 700,
-        "split_fractions": {"train": 0.9, "validation": 0.05, "test": 0.05},
-        "tokenizer_name": "distilbert/distilgpt2",
-        "tokenizer_vocab_size": None,
     },
-    "full": {
+    "full": _COMMON
+    | {
         "description": "the whole Simple English Wikipedia dump on a larger GPU",
-        "dump_source": SIMPLEWIKI_DUMP,
-        "dump_index_source": SIMPLEWIKI_INDEX,
-        "max_articles": None,
-        "keep_tables": False,
-        "min_section_chars": 120,
-        "pair_seed": 0,
-        "pair_max_paragraphs": 2,
-        "pair_max_response_chars": 700,
-        "split_fractions": {"train": 0.9, "validation": 0.05, "test": 0.05},
-        "tokenizer_name": "distilbert/distilgpt2",
-        "tokenizer_vocab_size": None,
+        "model_name": "HuggingFaceTB/SmolLM2-135M",
+        "tokenizer_name": "HuggingFaceTB/SmolLM2-135M",
+        "finetune_batch_size": 32,
+        "finetune_eval_steps": 200,
     },
 }
 
