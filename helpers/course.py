@@ -29,6 +29,10 @@ CHAPTERS: dict[str, str] = {
     "01_dump": "01_dump_parsing",
     "02_cleaning": "02_cleaning",
     "03_pairs": "03_pairing",
+    "04_model": "04_model_choice",
+    "05_finetune": "05_fine_tuning",
+    "06_export": "06_onnx_export",
+    "07_deploy": "07_browser_deploy",
 }
 
 

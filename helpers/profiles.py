@@ -35,9 +35,11 @@ _COMMON: dict[str, Any] = {
     "tokenizer_name": "distilbert/distilgpt2",
     "tokenizer_vocab_size": None,
     # 04 model choice: a Hub name, or "course-tiny-gpt2" for the stand-in the course pretrains itself
+    "hub_offline": False,  # True: read model configs from data/model_configs/ without trying the Hub
     "model_name": "distilbert/distilgpt2",
     "tiny_model_config": {"n_layer": 2, "n_head": 4, "n_embd": 128, "n_positions": 512},
     "pretrain_steps": 0,
+    "pretrain_seed": 0,
     "pretrain_batch_size": 16,
     "pretrain_block_size": 128,
     "pretrain_learning_rate": 3e-3,
@@ -51,10 +53,30 @@ _COMMON: dict[str, Any] = {
     "finetune_max_length": 512,
     "finetune_eval_steps": 50,
     "finetune_early_stopping_patience": 3,
+    "finetune_logging_steps": 10,
+    "finetune_warmup_ratio": 0.05,
+    "finetune_weight_decay": 0.0,
+    "finetune_max_grad_norm": 1.0,
+    "finetune_save_total_limit": 2,  # checkpoints kept besides the best: each holds the optimizer state too
+    "finetune_truncate": False,  # True cuts pairs longer than the context instead of stopping with an error
+    "finetune_torch_compile": False,  # torch.compile the model on a GPU: faster steps after a minute of compiling
+    "finetune_eval_pairs": 512,  # validation pairs of the evaluations during training (before/after use all)
     "lora_r": 16,
     "lora_alpha": 32,
     "lora_dropout": 0.05,
-    "checkpoint_dir": None,  # None: inside the run folder; on Colab, a Google Drive folder survives a disconnect
+    "lora_learning_rate": 2e-4,  # adapters start at zero and are few: they need a larger step than full tuning
+    # None: inside the run folder; "drive": Google Drive's MyDrive/corpus-to-client/<profile>/checkpoints
+    # when Drive is mounted in Colab (a disconnect then costs minutes, not the run); or any folder path.
+    "checkpoint_dir": None,
+    # 06 ONNX export: the dtypes made (file names as Transformers.js requests them), and the checks
+    "export_dtypes": ["fp32", "q8", "fp16", "q4"],
+    "export_opset": None,  # None: optimum's default for the architecture
+    "export_atol": 1e-4,  # largest accepted |ONNX fp32 - PyTorch| logit difference
+    "export_eval_pairs": 64,  # validation pairs for each variant's perplexity
+    "export_check_prompts": 4,  # prompts for the logit and greedy comparisons
+    "export_greedy_tokens": 24,
+    # 07 browser deploy: the model's folder name under site/models/ (the page's ?model=)
+    "deploy_name": "course-model",
 }
 
 PROFILES: dict[str, dict[str, Any]] = {
@@ -67,15 +89,20 @@ PROFILES: dict[str, dict[str, Any]] = {
         "tokenizer_name": "course-bpe",
         "tokenizer_vocab_size": 2048,
         "model_name": "course-tiny-gpt2",
+        "hub_offline": True,
         "pretrain_steps": 300,
+        "pretrain_batch_size": 8,
         "finetune_epochs": 4,
         "finetune_learning_rate": 1e-3,
         "finetune_eval_steps": 10,
+        "finetune_logging_steps": 5,
+        "lora_learning_rate": 3e-3,
     },
     "colab": _COMMON
     | {
         "description": "a Colab T4: Simple English Wikipedia's multistream dump, Hub models",
         "max_articles": 20_000,
+        "checkpoint_dir": "drive",
     },
     "full": _COMMON
     | {
@@ -84,6 +111,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         "tokenizer_name": "HuggingFaceTB/SmolLM2-135M",
         "finetune_batch_size": 32,
         "finetune_eval_steps": 200,
+        "finetune_torch_compile": True,
+        "checkpoint_dir": "drive",
     },
 }
 

@@ -64,3 +64,67 @@ def course_tokenizer(tmp_path_factory, clean_articles, pair_splits):
 
     texts = pairs.tokenizer_training_texts(clean_articles, pair_splits["train"])
     return tokenizer.train_course_tokenizer(texts, tmp_path_factory.mktemp("tokenizer"), vocab_size=2048)
+
+
+# --- Chapters 06-07: tiny random models in the layout chapter 05 writes, and their ONNX export ---
+
+
+def _save_tiny_model(model, tokenizer, out_dir: Path) -> Path:
+    """Save like chapter 05: model, tokenizer and generation config, plus the prompt template."""
+    from transformers import GenerationConfig
+
+    from helpers import prompt
+
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    eos = tokenizer.eos_token_id
+    GenerationConfig(bos_token_id=eos, eos_token_id=eos, pad_token_id=eos).save_pretrained(out_dir)
+    prompt.write_template(out_dir / "prompt_template.json")
+    return out_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2_dir(tmp_path_factory, course_tokenizer) -> Path:
+    """A random 2-layer GPT-2 over the course tokenizer, saved as chapter 05 saves its model.
+
+    A wide initialisation makes its greedy output vary from token to token, so that comparing two
+    decoders token for token means something.
+    """
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    eos = course_tokenizer.eos_token_id
+    config = GPT2Config(vocab_size=len(course_tokenizer), n_layer=2, n_head=4, n_embd=64, n_positions=512,
+                        initializer_range=0.2, bos_token_id=eos, eos_token_id=eos)
+    return _save_tiny_model(GPT2LMHeadModel(config).eval(), course_tokenizer, tmp_path_factory.mktemp("tiny-gpt2"))
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_dir(tmp_path_factory, course_tokenizer) -> Path:
+    """A random 2-layer Llama (grouped-query attention, RoPE) over the course tokenizer."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    eos = course_tokenizer.eos_token_id
+    config = LlamaConfig(vocab_size=len(course_tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                         initializer_range=0.2, bos_token_id=eos, eos_token_id=eos, tie_word_embeddings=False)
+    return _save_tiny_model(LlamaForCausalLM(config).eval(), course_tokenizer, tmp_path_factory.mktemp("tiny-llama"))
+
+
+@pytest.fixture(scope="session")
+def exported_gpt2(tmp_path_factory, tiny_gpt2_dir) -> Path:
+    """The tiny GPT-2 exported in Transformers.js's layout, every dtype the course makes."""
+    from helpers import export
+
+    return export.export_onnx(tiny_gpt2_dir, tmp_path_factory.mktemp("gpt2-onnx") / "model")
+
+
+@pytest.fixture(scope="session")
+def exported_llama(tmp_path_factory, tiny_llama_dir) -> Path:
+    """The tiny Llama exported in Transformers.js's layout, every dtype the course makes."""
+    from helpers import export
+
+    return export.export_onnx(tiny_llama_dir, tmp_path_factory.mktemp("llama-onnx") / "model")

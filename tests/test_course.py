@@ -81,6 +81,9 @@ def test_runner_records_time_saves_executed_notebooks_and_stops_at_a_failure(tmp
     # resuming from the failed chapter skips what already ran
     _notebook(notebooks / "02_cleaning.ipynb", "x = 1")
     _notebook(notebooks / "03_pairing.ipynb", "y = 2")
-    summary = course.run_course("tiny", runs_root=tmp_path / "runs", notebooks_dir=notebooks, from_chapter="02_cleaning")
-    assert [summary["chapters"][c]["status"] for c in course.CHAPTERS] == ["ok", "ok", "ok"]
+    first_three = list(course.CHAPTERS)[:3]
+    summary = course.run_course(
+        "tiny", runs_root=tmp_path / "runs", notebooks_dir=notebooks, from_chapter="02_cleaning", only=first_three
+    )
+    assert [summary["chapters"][c]["status"] for c in first_three] == ["ok", "ok", "ok"]
     assert summary["chapters"]["02_cleaning"]["error"] is None

@@ -1,0 +1,284 @@
+"""Fine-tuning throughput on a GPU: the course's path against the recipe most tutorials use.
+
+Both train distilgpt2's architecture (GPT2LMHeadModel, 6 layers, 768 wide, GPT-2's 50,257-token
+vocabulary) from random weights — the Hub is unreachable on the benchmark machine, and speed does
+not depend on the weights — on chapter 03's real instruction pairs, repeated to fill the run.
+
+- ``tutorial``: ``padding="max_length"`` to 512, batch 4, fp32, a plain ``Trainer`` with
+  ``DataCollatorForLanguageModeling`` (what most fine-tuning tutorials do).
+- ``course``: ``helpers.finetune``'s own path: ``tokenize_pairs`` (loss on the response only),
+  ``RightPaddingCollator`` with the Trainer's length-grouped batches, ``CourseTrainer`` (trains
+  without the attention mask, so SDPA runs its flash kernel) and ``training_arguments`` from the
+  profile with the precision ``choose_precision`` picks (bf16 on an H200), at a larger batch.
+
+Throughput is *real* tokens per second: tokens that are not padding, counted by a wrapper around
+each collator, over the timed steps (the first ``--warmup`` steps are left out: CUDA start-up and
+``torch.compile``). Model FLOPs count 6·N per real token (N: the weights that multiply, i.e. all but
+the position embeddings; the tied embedding matrix is the output layer's matmul) plus attention,
+12·layers·width·length per token (fwd + bwd, as in the PaLM paper's appendix B), and are set against
+the H200's dense bf16 peak (989 TFLOP/s by the datasheet) and against a bf16 matmul measured here.
+
+Run on a GPU machine (one process per GPU under torchrun for data parallelism)::
+
+    python benchmarks/bench_finetune.py --pairs runs/colab/03_pairs --variants tutorial,course
+    torchrun --nproc_per_node 2 benchmarks/bench_finetune.py --pairs ... --variants course
+
+Each run writes one JSON line per variant to ``--out`` (rank 0) and prints a table.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from helpers import finetune  # noqa: E402
+from helpers.pairs import read_pairs_jsonl  # noqa: E402
+from helpers.profiles import REPO_ROOT, get_profile  # noqa: E402
+from helpers.prompt import format_training_text  # noqa: E402
+from helpers.tokenizer import train_course_tokenizer  # noqa: E402
+
+DISTILGPT2_CONFIG = REPO_ROOT / "data" / "model_configs" / "distilbert--distilgpt2" / "config.json"
+H200_BF16_DENSE_PEAK = 989.4e12  # FLOP/s, NVIDIA's datasheet (SXM), without sparsity
+
+
+class CountingCollator:
+    """Wraps a collator and adds up the real (non-pad) tokens of every batch it builds."""
+
+    def __init__(self, inner, count):
+        self.inner, self.count, self.real_tokens, self.real_lengths = inner, count, 0, []
+
+    def __call__(self, features):
+        batch = self.inner(features)
+        lengths = self.count(features, batch)
+        self.real_tokens += sum(lengths)
+        self.real_lengths.extend(lengths)
+        return batch
+
+
+class StepTimer:
+    """Trainer callback: host time, real tokens and examples at the end of the warm-up and of the run.
+
+    The GPU is synchronized at those two steps only: a synchronization at every step would leave the
+    GPU idle while the host prepares the next batch, which is not how training runs.
+    """
+
+    def __init__(self, warmup: int, last: int):
+        from transformers import TrainerCallback
+
+        outer = self
+
+        class _Callback(TrainerCallback):
+            def on_step_end(self, args, state, control, **kwargs):
+                if state.global_step not in (warmup, last):
+                    return
+                if torch.cuda.is_available():
+                    torch.cuda.synchronize()
+                outer.times.append(time.perf_counter())
+                outer.tokens.append(outer.collator.real_tokens)
+                outer.lengths.append(len(outer.collator.real_lengths))
+
+        self.callback, self.times, self.tokens, self.lengths, self.collator = _Callback(), [], [], [], None
+
+
+def rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+def world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def load_texts(pairs_dir: Path) -> list[dict[str, str]]:
+    pairs = read_pairs_jsonl(pairs_dir / "train.jsonl") + read_pairs_jsonl(pairs_dir / "validation.jsonl")
+    return [{"instruction": p["instruction"], "response": p["response"]} for p in pairs]
+
+
+def build_tokenizer(pairs: list[dict[str, str]], out_dir: Path):
+    """A byte-level BPE with GPT-2's conventions and vocabulary size, trained on the pairs themselves.
+
+    GPT-2's own tokenizer cannot be downloaded on the benchmark machine; this one gives realistic
+    token counts for the same texts (reported as characters per token).
+    """
+    texts = [format_training_text(p["instruction"], p["response"], "<|endoftext|>") for p in pairs]
+    return train_course_tokenizer(texts, out_dir, vocab_size=50_257)
+
+
+def build_model(vocab_size: int, dtype=torch.float32):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    config = GPT2Config.from_json_file(str(DISTILGPT2_CONFIG))
+    config.vocab_size = max(config.vocab_size, vocab_size)
+    torch.manual_seed(0)
+    return GPT2LMHeadModel(config).to(dtype)
+
+
+def flops_per_example(config, length: int, n_multiplying: int) -> float:
+    return 6 * n_multiplying * length + 12 * config.n_layer * config.n_embd * length * length
+
+
+def repeated(pairs: list[dict[str, str]], n: int, seed: int = 0) -> list[dict[str, str]]:
+    rng = random.Random(seed)
+    out = [pairs[i % len(pairs)] for i in range(n)]
+    rng.shuffle(out)
+    return out
+
+
+def run_variant(name: str, pairs, tokenizer, args) -> dict[str, Any]:
+    from transformers import DataCollatorForLanguageModeling, Trainer, TrainingArguments
+
+    model = build_model(len(tokenizer))
+    n_multiplying = sum(p.numel() for n_, p in model.named_parameters() if "wpe" not in n_)
+    out_dir = Path(args.work) / f"{name}-rank{rank()}"
+    steps = args.steps + args.warmup
+    timer = StepTimer(args.warmup, steps)
+    if name == "tutorial":
+        # What most tutorials do: a pad token borrowed from eos, every example padded to 512, the
+        # labels a copy of the inputs (the collator masks pads), fp32, batch 4, the default optimizer.
+        import datasets
+        from transformers import AutoTokenizer
+
+        tutorial_tokenizer = AutoTokenizer.from_pretrained(Path(args.work) / "tokenizer")
+        tutorial_tokenizer.pad_token = tutorial_tokenizer.eos_token
+        texts = [format_training_text(p["instruction"], p["response"], tutorial_tokenizer.eos_token) for p in pairs]
+        encoded = tutorial_tokenizer(texts, padding="max_length", max_length=512, truncation=True)
+        data = datasets.Dataset.from_dict({"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]})
+        inner = DataCollatorForLanguageModeling(tutorial_tokenizer, mlm=False)
+        collator = CountingCollator(inner, lambda features, batch: [int(sum(f["attention_mask"])) for f in features])
+        training_args = TrainingArguments(
+            output_dir=str(out_dir), per_device_train_batch_size=4, max_steps=steps, learning_rate=5e-5,
+            save_strategy="no", report_to="none", logging_steps=10**9, disable_tqdm=True,
+        )
+        precision = "fp32"
+    else:
+        params = get_profile(args.profile)
+        max_length = finetune.context_length(model, params["finetune_max_length"])
+        data = finetune.tokenize_pairs(pairs, tokenizer, max_length=max_length, truncate=True)
+        inner = finetune.RightPaddingCollator(finetune.pad_token_id(tokenizer), pad_to_multiple_of=8)
+        collator = CountingCollator(inner, lambda features, batch: [len(f["input_ids"]) for f in features])
+        precision = args.precision or finetune.choose_precision()
+        params |= {"finetune_batch_size": args.batch_size, "finetune_torch_compile": args.compile}
+        training_args = finetune.training_arguments(
+            params, out_dir, learning_rate=params["finetune_learning_rate"], precision=precision,
+            max_steps=steps, eval_strategy="no", save_strategy="no", load_best_model_at_end=False,
+            logging_steps=10**9, disable_tqdm=True, include_num_input_tokens_seen="no",
+        )
+    timer.collator = collator
+    trainer_class = Trainer if name == "tutorial" else finetune.CourseTrainer
+    trainer = trainer_class(model=model, args=training_args, train_dataset=data, data_collator=collator,
+                            callbacks=[timer.callback])
+    on_gpu = torch.cuda.is_available()
+    if on_gpu:
+        torch.cuda.reset_peak_memory_stats()
+    started = time.perf_counter()
+    trainer.train()
+    wall = time.perf_counter() - started
+    peak_memory = torch.cuda.max_memory_allocated() if on_gpu else 0
+
+    seconds = timer.times[-1] - timer.times[0]
+    real_tokens = timer.tokens[-1] - timer.tokens[0]
+    timed_lengths = collator.real_lengths[timer.lengths[0]:timer.lengths[-1]]
+    flops = sum(flops_per_example(model.config, n, n_multiplying) for n in timed_lengths)
+    return {
+        "variant": name,
+        "rank": rank(),
+        "world_size": world_size(),
+        "precision": precision,
+        "batch_size": training_args.per_device_train_batch_size,
+        "compile": bool(training_args.torch_compile),
+        "attention_mask": name == "tutorial",
+        "timed_steps": args.steps,
+        "seconds": round(seconds, 3),
+        "wall_seconds_with_warmup": round(wall, 2),
+        "real_tokens": real_tokens,
+        "real_tokens_per_s": round(real_tokens / seconds, 1),
+        "mean_real_length": round(sum(timed_lengths) / max(len(timed_lengths), 1), 1),
+        "model_tflops_per_s": round(flops / seconds / 1e12, 2),
+        "peak_memory_gib": round(peak_memory / 2**30, 2),
+    }
+
+
+def measured_bf16_matmul_peak() -> float:
+    a, b = (torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16) for _ in range(2))
+    for _ in range(3):
+        a @ b
+    torch.cuda.synchronize()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(20):
+        a @ b
+    end.record()
+    torch.cuda.synchronize()
+    return 2 * 8192**3 * 20 / (start.elapsed_time(end) / 1e3)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pairs", type=Path, default=REPO_ROOT / "runs" / "tiny" / "03_pairs")
+    parser.add_argument("--variants", default="tutorial,course")
+    parser.add_argument("--profile", default="colab", help="the profile whose fine-tuning settings the course variant uses")
+    parser.add_argument("--examples", type=int, default=40_000)
+    parser.add_argument("--steps", type=int, default=100, help="timed steps per variant")
+    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--batch-size", type=int, default=64, help="the course variant's batch size per GPU")
+    parser.add_argument("--precision", choices=["bf16", "fp16", "fp32"], help="default: choose_precision()")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the model (course variant)")
+    parser.add_argument("--whole-graph-ddp", action="store_true", help="with --compile under torchrun: no DDPOptimizer graph splits")
+    parser.add_argument("--label", default="", help="a name for this configuration in the output")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/bench_finetune"))
+    parser.add_argument("--smoke-cpu", action="store_true", help="run a few steps on the CPU to check the script")
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "results" / "bench_finetune.jsonl")
+    args = parser.parse_args()
+    if not torch.cuda.is_available() and not args.smoke_cpu:
+        print("bench_finetune needs a CUDA GPU (--smoke-cpu checks the script on a CPU)", file=sys.stderr)
+        return 2
+    if world_size() > 1:
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        if args.whole_graph_ddp:
+            # Compile the model as one graph and let DDP all-reduce after backward, instead of
+            # Dynamo's DDPOptimizer splitting the graph at every gradient bucket.
+            torch._dynamo.config.optimize_ddp = False
+    args.work.mkdir(parents=True, exist_ok=True)
+
+    pairs = load_texts(args.pairs)
+    tokenizer = build_tokenizer(pairs, args.work / "tokenizer")
+    sample = [format_training_text(p["instruction"], p["response"], tokenizer.eos_token) for p in pairs]
+    chars_per_token = sum(map(len, sample)) / sum(len(tokenizer(t)["input_ids"]) for t in sample)
+    data = repeated(pairs, args.examples)
+    results = []
+    for name in args.variants.split(","):
+        result = run_variant(name, data, tokenizer, args)
+        result |= {"label": args.label, "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu", "torch": torch.__version__,
+                   "chars_per_token": round(chars_per_token, 2)}
+        results.append(result)
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    if rank() == 0:
+        peak = measured_bf16_matmul_peak() if torch.cuda.is_available() else float("nan")
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        with args.out.open("a") as handle:
+            for result in results:
+                result["mfu_datasheet"] = round(result["model_tflops_per_s"] * 1e12 * result["world_size"] / H200_BF16_DENSE_PEAK, 4)
+                result["mfu_measured_matmul"] = round(result["model_tflops_per_s"] * 1e12 * result["world_size"] / peak, 4)
+                result["measured_bf16_matmul_tflops"] = round(peak / 1e12, 1)
+                handle.write(json.dumps(result) + "\n")
+        print(f"{'label':24s} {'variant':9s} {'prec':5s} {'batch':>5s} {'gpus':>4s} {'tok/s (all GPUs)':>16s} "
+              f"{'TFLOP/s/GPU':>11s} {'MFU':>6s} {'peak GiB':>8s}")
+        for r in results:
+            print(f"{args.label:24s} {r['variant']:9s} {r['precision']:5s} {r['batch_size']:5d} {r['world_size']:4d} "
+                  f"{r['real_tokens_per_s'] * r['world_size']:16,.0f} {r['model_tflops_per_s']:11.1f} "
+                  f"{r['mfu_datasheet']:6.1%} {r['peak_memory_gib']:8.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

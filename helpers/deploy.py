@@ -1,0 +1,269 @@
+"""Chapter 07: the exported model on a static web page that runs it in the browser.
+
+``site/`` is a plain static page (``index.html``, ``app.js`` on the main thread, ``worker.js`` with
+the Transformers.js pipeline in a Web Worker). Three steps make it work from local files:
+
+- ``build_site``: ``npm ci`` for the pinned ``@huggingface/transformers`` and a copy of its browser
+  build and ONNX Runtime's WASM files into ``site/vendor/`` (no CDN at run time);
+- ``deploy_model``: the exported model folder into ``site/models/<name>/`` after
+  ``helpers.export.check_model_folder`` found nothing wrong, with the generation presets beside it;
+- ``serve``: a threaded static server with the right MIME types and the cross-origin isolation
+  headers that let ONNX Runtime use several threads.
+
+``python -m helpers.deploy serve`` is the one command that serves ``site/``.
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from helpers.export import require_good_folder
+from helpers.profiles import REPO_ROOT
+
+SITE_DIR = REPO_ROOT / "site"
+VENDOR_FILES = ("transformers.min.js", "ort-wasm-simd-threaded.jsep.mjs", "ort-wasm-simd-threaded.jsep.wasm")
+
+# The page's "factual" and "creative" presets. helpers.finetune (chapter 05) owns them when it
+# defines PRESETS; these are the same idea for when it does not. Keys are generate() arguments.
+_DEFAULT_PRESETS: dict[str, dict[str, Any]] = {
+    "factual": {"label": "Factual (greedy, no repeats)", "do_sample": False, "repetition_penalty": 1.2, "max_new_tokens": 96},
+    "creative": {"label": "Creative (sampled)", "do_sample": True, "temperature": 0.9, "top_k": 50, "top_p": 0.95,
+                 "repetition_penalty": 1.1, "max_new_tokens": 160},
+}
+
+
+def presets() -> dict[str, dict[str, Any]]:
+    """The generation presets the page offers: helpers.finetune.PRESETS when it exists, else the defaults here."""
+    try:
+        from helpers.finetune import PRESETS  # type: ignore[attr-defined]
+    except (ImportError, AttributeError):
+        return {name: dict(values) for name, values in _DEFAULT_PRESETS.items()}
+    return {name: {"label": name.capitalize(), **dict(values)} for name, values in PRESETS.items()}
+
+
+class SiteBuildError(RuntimeError):
+    """The site's JavaScript could not be installed or vendored."""
+
+
+def vendor_is_current(site_dir: Path | str = SITE_DIR) -> bool:
+    """True when ``vendor/`` holds every file, copied from the version ``package.json`` pins."""
+    site_dir = Path(site_dir)
+    stamp = site_dir / "vendor" / "VERSION.json"
+    if not stamp.exists() or not all((site_dir / "vendor" / name).exists() for name in VENDOR_FILES):
+        return False
+    pinned = json.loads((site_dir / "package.json").read_text(encoding="utf-8"))["dependencies"]["@huggingface/transformers"]
+    return json.loads(stamp.read_text(encoding="utf-8")).get("@huggingface/transformers") == pinned
+
+
+def build_site(site_dir: Path | str = SITE_DIR, *, force: bool = False) -> Path:
+    """Install the pinned JavaScript (``npm ci``) and copy it into ``site/vendor/``, unless already current.
+
+    Install scripts are skipped (``--ignore-scripts`` and ``ONNXRUNTIME_NODE_INSTALL*=skip``):
+    onnxruntime-node's would download native binaries the page never uses. Returns the vendor folder.
+    """
+    site_dir = Path(site_dir)
+    if not force and vendor_is_current(site_dir):
+        return site_dir / "vendor"
+    npm = shutil.which("npm")
+    if npm is None:
+        raise SiteBuildError("npm is not installed: install Node.js 20 (e.g. `apt-get install -y nodejs npm`), "
+                             "then run `python -m helpers.deploy build`")
+    env = os.environ | {"ONNXRUNTIME_NODE_INSTALL": "skip", "ONNXRUNTIME_NODE_INSTALL_CUDA": "skip"}
+    installed = site_dir / "node_modules" / "@huggingface" / "transformers" / "package.json"
+    steps = [[npm, "run", "vendor"]]
+    if force or not installed.exists() or not _installed_matches_pin(site_dir):
+        steps.insert(0, [npm, "ci", "--ignore-scripts", "--no-audit", "--no-fund", "--prefer-offline"])
+    for step in steps:
+        done = subprocess.run(step, cwd=site_dir, env=env, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise SiteBuildError(f"`{' '.join(step[1:])}` failed in {site_dir} (exit {done.returncode}):\n"
+                                 f"{done.stdout[-2000:]}{done.stderr[-2000:]}\nIs the npm registry reachable?")
+    if not vendor_is_current(site_dir):
+        raise SiteBuildError(f"{site_dir / 'vendor'} is still incomplete after `npm run vendor`")
+    return site_dir / "vendor"
+
+
+def _installed_matches_pin(site_dir: Path) -> bool:
+    installed = json.loads((site_dir / "node_modules" / "@huggingface" / "transformers" / "package.json").read_text(encoding="utf-8"))
+    pinned = json.loads((site_dir / "package.json").read_text(encoding="utf-8"))["dependencies"]["@huggingface/transformers"]
+    return installed.get("version") == pinned
+
+
+def deploy_model(model_dir: Path | str, site_dir: Path | str = SITE_DIR, name: str = "course-model",
+                 *, dtypes: tuple[str, ...] = ("fp32", "q8")) -> Path:
+    """Copy the exported model in ``model_dir`` to ``site/models/<name>/`` and return that folder.
+
+    Refuses (``helpers.export.ModelFolderError``, explaining each problem) a folder the browser
+    could not load. Replaces an earlier copy of the same name, and writes ``models/presets.json``.
+    """
+    if not name or "/" in name or "\\" in name or name.startswith("."):
+        raise ValueError(f"model name {name!r} must be a plain folder name (it becomes the page's ?model=)")
+    require_good_folder(model_dir, dtypes)
+    models = Path(site_dir) / "models"
+    target = models / name
+    staging = models / f".{name}.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(model_dir, staging)
+    if target.exists():
+        shutil.rmtree(target)
+    staging.rename(target)
+    (models / "presets.json").write_text(json.dumps(presets(), indent=2) + "\n", encoding="utf-8")
+    return target
+
+
+class SiteRequestHandler(SimpleHTTPRequestHandler):
+    """Static files with the MIME types and headers the page needs.
+
+    Cross-origin isolation (COOP + COEP) makes ``SharedArrayBuffer`` available, which ONNX Runtime
+    Web needs for multithreaded WASM; without it the page still works on one thread.
+    """
+
+    extensions_map = {
+        **SimpleHTTPRequestHandler.extensions_map,
+        ".wasm": "application/wasm",
+        ".mjs": "text/javascript",
+        ".js": "text/javascript",
+        ".json": "application/json",
+        ".onnx": "application/octet-stream",
+        ".onnx_data": "application/octet-stream",
+        ".css": "text/css",
+        ".html": "text/html",
+    }
+
+    def guess_type(self, path: str | os.PathLike[str]) -> str:
+        # .onnx_data_1, _2...: external-data chunks have no extension mimetypes knows
+        if "onnx_data" in os.path.basename(str(path)):
+            return "application/octet-stream"
+        return super().guess_type(path)
+
+    def end_headers(self) -> None:
+        self.send_header("Cross-Origin-Opener-Policy", "same-origin")
+        self.send_header("Cross-Origin-Embedder-Policy", "require-corp")
+        self.send_header("Cross-Origin-Resource-Policy", "same-origin")
+        # A redeployed model must not be served from a stale browser cache.
+        self.send_header("Cache-Control", "no-cache")
+        super().end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+        if getattr(self.server, "verbose", False):
+            super().log_message(format, *args)
+
+
+def serve(site_dir: Path | str = SITE_DIR, port: int = 0, host: str = "127.0.0.1",
+          *, verbose: bool = False) -> tuple[ThreadingHTTPServer, str]:
+    """Serve ``site_dir`` in a background thread; return the server and its URL.
+
+    ``port=0`` picks a free port. Stop it with ``server.shutdown(); server.server_close()``.
+    """
+    site_dir = Path(site_dir)
+    if not (site_dir / "index.html").exists():
+        raise FileNotFoundError(f"{site_dir} has no index.html: pass the course's site/ folder")
+    handler = functools.partial(SiteRequestHandler, directory=str(site_dir))
+    server = ThreadingHTTPServer((host, port), handler)
+    server.daemon_threads = True
+    server.verbose = verbose  # type: ignore[attr-defined]
+    threading.Thread(target=server.serve_forever, name="site-server", daemon=True).start()
+    return server, f"http://{host}:{server.server_address[1]}/"
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+def drive_page(url: str, *, model: str, dtype: str = "q8", instruction: str = "Explain Albedo.",
+               max_new_tokens: int = 32, screenshot: Path | str | None = None,
+               executable: Path | str = CHROMIUM) -> dict[str, Any]:
+    """Open the served page headless (Playwright + Debian's Chromium), ask greedily, return what it did.
+
+    Returns the page's result (``text``, ``tokenIds``, ``tps``...), the backend it chose and the
+    progress events; saves a phone-sized screenshot when ``screenshot`` is given. Raises
+    ``RuntimeError`` with the page's own message when the model does not load.
+    """
+    if not Path(executable).exists():
+        raise FileNotFoundError(f"{executable} is missing: install Chromium (`sudo apt-get install -y chromium`)")
+    # Playwright's sync API refuses to run inside a running asyncio loop, which Jupyter has: a thread has none.
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(_drive_page, url, model, dtype, instruction, max_new_tokens, screenshot, executable).result()
+
+
+def _drive_page(url: str, model: str, dtype: str, instruction: str, max_new_tokens: int,
+                screenshot: Path | str | None, executable: Path | str) -> dict[str, Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(executable), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 412, "height": 860})  # a phone-sized screen
+            page.goto(f"{url}index.html?model={model}&dtype={dtype}")
+            page.wait_for_function("window.courseApp && (courseApp.ready || courseApp.error)", timeout=120_000)
+            if page.evaluate("courseApp.error"):
+                raise RuntimeError(f"the page could not load {model!r}: {page.evaluate('courseApp.error')}")
+            page.uncheck("#do_sample")
+            page.fill("#repetition_penalty", "1")
+            page.fill("#max_new_tokens", str(max_new_tokens))
+            page.fill("#instruction", instruction)
+            page.click("#generate")
+            page.wait_for_function("courseApp.result || courseApp.error", timeout=300_000)
+            if screenshot is not None:
+                page.screenshot(path=str(screenshot), full_page=True)
+            return {
+                "result": page.evaluate("courseApp.result"),
+                "error": page.evaluate("courseApp.error"),
+                "backend": page.text_content("#backend"),
+                "cross_origin_isolated": page.evaluate("self.crossOriginIsolated"),
+                "progress_files": page.evaluate("[...new Set(courseApp.events.filter(e => e.file).map(e => e.file))]"),
+            }
+        finally:
+            browser.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m helpers.deploy", description="Build, deploy to and serve the course's site/.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve_cmd = commands.add_parser("serve", help="serve site/ (COOP/COEP headers, correct MIME types)")
+    serve_cmd.add_argument("--port", type=int, default=8000)
+    serve_cmd.add_argument("--host", default="127.0.0.1")
+    serve_cmd.add_argument("--site", type=Path, default=SITE_DIR)
+    build_cmd = commands.add_parser("build", help="npm ci + copy the library into site/vendor/")
+    build_cmd.add_argument("--site", type=Path, default=SITE_DIR)
+    build_cmd.add_argument("--force", action="store_true")
+    deploy_cmd = commands.add_parser("deploy", help="copy an exported model into site/models/<name>/")
+    deploy_cmd.add_argument("model_dir", type=Path)
+    deploy_cmd.add_argument("--name", default="course-model")
+    deploy_cmd.add_argument("--site", type=Path, default=SITE_DIR)
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "build":
+            print(f"vendor: {build_site(args.site, force=args.force)}")
+        elif args.command == "deploy":
+            print(f"deployed: {deploy_model(args.model_dir, args.site, args.name)}; open ?model={args.name}")
+        else:
+            if not vendor_is_current(args.site):
+                print("note: site/vendor/ is missing or outdated; run `python -m helpers.deploy build` first", file=sys.stderr)
+            server, url = serve(args.site, args.port, args.host, verbose=True)
+            print(f"serving {args.site} at {url} (Ctrl+C stops)", flush=True)
+            try:
+                threading.Event().wait()
+            except KeyboardInterrupt:
+                server.shutdown()
+                server.server_close()
+    except (ValueError, RuntimeError, FileNotFoundError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,785 @@
+"""Chapter 06: the fine-tuned model as ONNX files that Transformers.js loads in a browser.
+
+The exported folder is laid out the way Transformers.js (pinned in ``site/package.json``) requests
+files from a local model path::
+
+    model/
+      config.json                 (+ "transformers.js_config" when weights live in external data)
+      generation_config.json
+      tokenizer.json, tokenizer_config.json, special_tokens_map.json
+      prompt_template.json        the course's prompt template (helpers.prompt)
+      README.md                   the model card
+      onnx/model.onnx             fp32
+      onnx/model_quantized.onnx   q8: what Transformers.js loads on WASM when no dtype is given
+      onnx/model_fp16.onnx        fp16
+      onnx/model_q4.onnx          q4 (4-bit MatMulNBits)
+
+The export uses optimum's ``text-generation-with-past`` task, so the graph takes and returns the
+key/value cache and a browser does not recompute the whole prompt for every new token. Every
+variant is validated here, in Python, with onnxruntime: logits against PyTorch, greedy generation
+token for token (``greedy_generate``, also the reference the browser test compares against) and
+perplexity on chapter 03's validation pairs.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from helpers import prompt as course_prompt
+
+# Transformers.js 3.8.1, src/utils/dtypes.js DEFAULT_DTYPE_SUFFIX_MAPPING: the file it requests for
+# a dtype is onnx/model{suffix}.onnx. q8 is its default on WASM (DEFAULT_DEVICE_DTYPE_MAPPING).
+DTYPE_SUFFIX: dict[str, str] = {
+    "fp32": "",
+    "fp16": "_fp16",
+    "int8": "_int8",
+    "uint8": "_uint8",
+    "q8": "_quantized",
+    "q4": "_q4",
+    "q4f16": "_q4f16",
+    "bnb4": "_bnb4",
+}
+EXPORT_DTYPES = ("fp32", "q8", "fp16", "q4")
+ONNX_SUBFOLDER = "onnx"  # Transformers.js's default `subfolder`
+
+# model_type values of MODEL_FOR_CAUSAL_LM_MAPPING_NAMES in Transformers.js 3.8.1 src/models.js:
+# the decoder-only architectures its text-generation pipeline can run.
+SUPPORTED_MODEL_TYPES = frozenset(
+    "bloom gpt2 jais gptj gpt_bigcode gpt_neo gpt_neox codegen llama nanochat llama4_text arcee lfm2 "
+    "smollm3 exaone olmo olmo2 mobilellm granite granitemoehybrid cohere gemma gemma2 vaultgemma "
+    "gemma3_text helium glm openelm qwen2 qwen3 phi phi3 mpt opt mbart mistral ministral ministral3 "
+    "ernie4_5 starcoder2 falcon trocr stablelm modernbert-decoder phi3_v".split()
+)
+# Transformers.js fetches these by name; tokenizer.json and tokenizer_config.json are required.
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+# Transformers.js loads external weights as `{file}.onnx_data`, `{file}.onnx_data_1`, ... and at most 100.
+MAX_EXTERNAL_DATA_CHUNKS = 100
+# Above this, a graph's weights go to an external-data file: protobuf cannot hold 2 GB and a browser
+# is happier fetching the big weights as a plain binary file.
+EXTERNAL_DATA_THRESHOLD_BYTES = 1_800_000_000
+
+
+def onnx_filename(dtype: str) -> str:
+    """The file name Transformers.js requests for ``dtype`` (``model_quantized.onnx`` for q8)."""
+    if dtype not in DTYPE_SUFFIX:
+        raise ValueError(f"unknown dtype {dtype!r}; Transformers.js knows {', '.join(DTYPE_SUFFIX)}")
+    return f"model{DTYPE_SUFFIX[dtype]}.onnx"
+
+
+# ---------------------------------------------------------------------------------------------
+# Export and quantization
+# ---------------------------------------------------------------------------------------------
+
+
+class ExportError(RuntimeError):
+    """The model could not be exported, or an exported variant failed its validation."""
+
+
+def _external_locations(onnx_path: Path) -> list[str]:
+    """The external-data files an ONNX file refers to (empty when its weights are inside it)."""
+    import onnx
+
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    locations = []
+    for tensor in _all_initializers(model.graph):
+        if tensor.data_location == onnx.TensorProto.EXTERNAL:
+            location = next((entry.value for entry in tensor.external_data if entry.key == "location"), None)
+            if location and location not in locations:
+                locations.append(location)
+    return locations
+
+
+def _all_initializers(graph: Any) -> Iterable[Any]:
+    import onnx
+
+    yield from graph.initializer
+    for node in graph.node:  # subgraphs (If/Loop) hold initializers too
+        for attribute in node.attribute:
+            if attribute.type == onnx.AttributeProto.GRAPH:
+                yield from _all_initializers(attribute.g)
+
+
+def _save_onnx(model: Any, path: Path, external_data: bool | None) -> None:
+    """Save ``model`` at ``path``; its weights go to ``{name}_data`` when large or asked for.
+
+    That one name is the one Transformers.js fetches (``{baseName}_data``), so one file, not one per tensor.
+    """
+    import onnx
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if external_data is None:
+        external_data = model.ByteSize() > EXTERNAL_DATA_THRESHOLD_BYTES if _fits_protobuf(model) else True
+    data_name = f"{path.name}_data"
+    (path.parent / data_name).unlink(missing_ok=True)
+    if external_data:
+        onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+                        location=data_name, size_threshold=1024, convert_attribute=False)
+    else:
+        onnx.save_model(model, str(path))
+
+
+def _fits_protobuf(model: Any) -> bool:
+    try:
+        model.ByteSize()
+        return True
+    except ValueError:
+        return False
+
+
+def _load_full(path: Path) -> Any:
+    import onnx
+
+    return onnx.load(str(path), load_external_data=True)
+
+
+def _quantize_q8(source: Path, target: Path, external_data: bool | None) -> None:
+    """8-bit dynamic quantization as Transformers.js's own scripts/quantize.py does for ``q8``.
+
+    Weights QInt8 (faster on most CPUs) unless the graph has a Conv, which onnxruntime-web cannot run
+    with signed weights; activations QUInt8 (the only dynamic choice); MatMul weights only.
+    """
+    from onnxruntime.quantization import QuantizationMode, QuantType
+    from onnxruntime.quantization.onnx_quantizer import ONNXQuantizer
+    from onnxruntime.quantization.registry import IntegerOpsRegistry
+
+    model = _load_full(source)
+    ops = {node.op_type for node in model.graph.node}
+    weight_type = QuantType.QUInt8 if ops & {"Conv", "GroupQueryAttention", "MultiHeadAttention"} else QuantType.QInt8
+    quantizer = ONNXQuantizer(
+        model, False, False, mode=QuantizationMode.IntegerOps, static=False,
+        weight_qType=weight_type, activation_qType=QuantType.QUInt8, tensors_range=None,
+        nodes_to_quantize=[], nodes_to_exclude=[], op_types_to_quantize=set(IntegerOpsRegistry),
+        extra_options={"EnableSubgraph": True, "MatMulConstBOnly": True},
+    )
+    quantizer.quantize_model()
+    _save_onnx(quantizer.model.model, target, external_data)
+
+
+def _convert_fp16(source: Path, target: Path, external_data: bool | None) -> None:
+    """Weights and compute in float16; inputs and outputs (ids, logits, the cache) stay float32.
+
+    keep_io_types=True is what Transformers.js's scripts use: the page feeds float32 cache tensors
+    whatever the dtype, and the logits come back in float32 for sampling.
+    """
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    model = _load_full(source)
+    converted = convert_float_to_float16(model, keep_io_types=True, disable_shape_infer=not _fits_protobuf(model))
+    _save_onnx(converted, target, external_data)
+
+
+def _quantize_q4(source: Path, target: Path, external_data: bool | None, block_size: int = 32) -> None:
+    """4-bit block quantization of the MatMul weights (MatMulNBits), symmetric, blocks of 32."""
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    quantizer = MatMulNBitsQuantizer(_load_full(source), bits=4, block_size=block_size, is_symmetric=True)
+    quantizer.process()
+    model = quantizer.model.model
+    if not any(node.op_type == "MatMulNBits" for node in model.graph.node):
+        # GPT-2's Conv1D layers export as Gemm, which this quantizer leaves alone: a "q4" file would be
+        # the fp32 graph under another name, so none is written and the page reports the dtype missing.
+        raise _Skipped("no MatMul with constant weights to quantize to 4 bits (GPT-2 exports its layers as Gemm)")
+    _save_onnx(model, target, external_data)
+
+
+class _Skipped(Exception):
+    """A variant that would not differ from fp32 for this architecture."""
+
+
+_CONVERTERS = {"q8": _quantize_q8, "fp16": _convert_fp16, "q4": _quantize_q4}
+
+
+def export_onnx(
+    model_dir: Path | str,
+    out_dir: Path | str,
+    *,
+    dtypes: Sequence[str] = EXPORT_DTYPES,
+    opset: int | None = None,
+    external_data: bool | None = None,
+) -> Path:
+    """Export the merged model in ``model_dir`` into ``out_dir`` in Transformers.js's layout.
+
+    ``model_dir`` holds a plain ``transformers`` causal LM, its tokenizer and generation config (what
+    chapter 05 writes). The fp32 graph comes from optimum (``text-generation-with-past``); the other
+    ``dtypes`` are made from it. ``external_data`` forces (True) or forbids (False) external-data
+    files; None decides by size. ``prompt_template.json`` is copied from ``model_dir`` when there,
+    else written from ``helpers.prompt``. Returns ``out_dir``; the model card is added by
+    ``write_model_card``.
+    """
+    from optimum.exporters.onnx import main_export
+
+    model_dir, out_dir = Path(model_dir).resolve(), Path(out_dir)
+    if not (model_dir / "config.json").exists():
+        raise ExportError(f"{model_dir} has no config.json: it is not a saved model (chapter 05 writes one with save_pretrained)")
+    missing = [name for name in TOKENIZER_FILES[:2] if not (model_dir / name).exists()]
+    if missing:
+        raise ExportError(f"{model_dir} has no {', '.join(missing)}: save the tokenizer beside the model (tokenizer.save_pretrained)")
+    unknown = [dtype for dtype in dtypes if dtype not in ("fp32", *_CONVERTERS)]
+    if unknown:
+        raise ValueError(f"cannot make dtypes {unknown}; choose from fp32, {', '.join(_CONVERTERS)}")
+    model_type = json.loads((model_dir / "config.json").read_text(encoding="utf-8")).get("model_type")
+    if model_type not in SUPPORTED_MODEL_TYPES:
+        raise ExportError(f"model_type {model_type!r} cannot run in Transformers.js 3.8.1's text-generation pipeline; "
+                          f"choose a model of type {', '.join(sorted(SUPPORTED_MODEL_TYPES))}")
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    onnx_dir = out_dir / ONNX_SUBFOLDER
+    with tempfile.TemporaryDirectory(prefix="onnx-export-") as tmp:
+        # An absolute path: main_export would otherwise take a relative name for a Hub repository.
+        main_export(str(model_dir), tmp, task="text-generation-with-past", opset=opset, device="cpu",
+                    do_validation=False, library_name="transformers")
+        raw = Path(tmp) / "model.onnx"
+        if not raw.exists():
+            raise ExportError(f"optimum wrote no model.onnx for {model_dir} (files: {sorted(p.name for p in Path(tmp).iterdir())})")
+        # Re-save so the weights are either inside the file or in the one data file Transformers.js expects.
+        fp32_path = onnx_dir / onnx_filename("fp32")
+        _save_onnx(_load_full(raw), fp32_path, external_data)
+        config = json.loads((Path(tmp) / "config.json").read_text(encoding="utf-8"))
+    for dtype in dtypes:
+        if dtype != "fp32":
+            try:
+                _CONVERTERS[dtype](fp32_path, onnx_dir / onnx_filename(dtype), external_data)
+            except _Skipped as reason:
+                warnings.warn(f"{dtype} not exported: {reason}", stacklevel=2)
+    if "fp32" not in dtypes:
+        for stale in (fp32_path, fp32_path.with_name(fp32_path.name + "_data")):
+            stale.unlink(missing_ok=True)
+
+    # Declare external data per file, the way Transformers.js reads it (models.js: use_external_data_format).
+    chunks = {path.name: len(_external_locations(path)) for path in sorted(onnx_dir.glob("*.onnx"))}
+    js_config = dict(config.get("transformers.js_config", {}))
+    js_config.pop("use_external_data_format", None)
+    if any(chunks.values()):
+        js_config["use_external_data_format"] = {name: count for name, count in chunks.items() if count}
+    if js_config:
+        config["transformers.js_config"] = js_config
+    else:
+        config.pop("transformers.js_config", None)
+    (out_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+
+    for name in ("generation_config.json", *TOKENIZER_FILES, "vocab.json", "merges.txt"):
+        if (model_dir / name).exists():
+            shutil.copy2(model_dir / name, out_dir / name)
+    if (model_dir / "prompt_template.json").exists():
+        shutil.copy2(model_dir / "prompt_template.json", out_dir / "prompt_template.json")
+    else:
+        course_prompt.write_template(out_dir / "prompt_template.json")
+    return out_dir
+
+
+# ---------------------------------------------------------------------------------------------
+# Running the ONNX graph from Python: the reference decoder
+# ---------------------------------------------------------------------------------------------
+
+
+def onnx_session(path: Path | str) -> Any:
+    """An onnxruntime CPU session for one ONNX file (external data is found beside it)."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3  # the fp16/q4 graphs warn about CPU fallbacks; nothing actionable
+    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def _empty_past(session: Any, batch: int = 1) -> dict[str, np.ndarray]:
+    """Zero-length key/value tensors: the first step of a with-past graph has no cache yet."""
+    past = {}
+    for item in session.get_inputs():
+        if item.name.startswith("past_key_values"):
+            _, heads, _, head_dim = item.shape
+            dtype = np.float16 if item.type == "tensor(float16)" else np.float32
+            past[item.name] = np.zeros((batch, heads, 0, head_dim), dtype=dtype)
+    return past
+
+
+def onnx_forward(session: Any, input_ids: Sequence[int], past: dict[str, np.ndarray] | None = None,
+                 past_length: int = 0) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """One forward pass of the with-past graph: logits ``[1, len, vocab]`` and the next cache."""
+    ids = np.asarray([list(input_ids)], dtype=np.int64)
+    names = {item.name for item in session.get_inputs()}
+    feed: dict[str, np.ndarray] = {"input_ids": ids}
+    if "attention_mask" in names:
+        feed["attention_mask"] = np.ones((1, past_length + ids.shape[1]), dtype=np.int64)
+    if "position_ids" in names:
+        feed["position_ids"] = np.arange(past_length, past_length + ids.shape[1], dtype=np.int64)[None, :]
+    feed.update(past if past is not None else _empty_past(session))
+    output_names = [item.name for item in session.get_outputs()]
+    outputs = dict(zip(output_names, session.run(None, feed)))
+    next_past = {name.replace("present", "past_key_values", 1): value
+                 for name, value in outputs.items() if name.startswith("present")}
+    return outputs["logits"], next_past
+
+
+def greedy_generate(session: Any, input_ids: Sequence[int], *, max_new_tokens: int,
+                    eos_token_id: int | Sequence[int] | None = None) -> list[int]:
+    """Greedy decoding with the key/value cache, in plain onnxruntime; returns the new token ids.
+
+    The prompt goes through once, then one token per step with the cache, exactly as Transformers.js
+    runs the same graph, so the browser's greedy output must equal this one token for token.
+    Generation stops after ``max_new_tokens`` or on an end-of-sequence token (which is kept).
+    """
+    stops = {eos_token_id} if isinstance(eos_token_id, int) else set(eos_token_id or ())
+    logits, past = onnx_forward(session, input_ids)
+    length, generated = len(input_ids), []
+    for _ in range(max_new_tokens):
+        token = int(np.argmax(logits[0, -1]))
+        generated.append(token)
+        if token in stops:
+            break
+        logits, past = onnx_forward(session, [token], past, past_length=length)
+        length += 1
+    return generated
+
+
+def eos_ids(model_dir: Path | str) -> list[int]:
+    """The end-of-sequence ids generation stops on: generation_config.json's, else config.json's."""
+    model_dir = Path(model_dir)
+    for name in ("generation_config.json", "config.json"):
+        path = model_dir / name
+        if path.exists():
+            value = json.loads(path.read_text(encoding="utf-8")).get("eos_token_id")
+            if value is not None:
+                return [value] if isinstance(value, int) else list(value)
+    return []
+
+
+def reference_generation(model_dir: Path | str, instruction: str, *, dtype: str = "fp32",
+                         max_new_tokens: int = 24) -> dict[str, Any]:
+    """What the browser page must produce greedily for ``instruction``: prompt, token ids and text.
+
+    ``model_dir`` is an exported folder; the prompt is built from its ``prompt_template.json`` as
+    the page does, and the text is decoded as Transformers.js's pipeline does (special tokens skipped).
+    """
+    from transformers import AutoTokenizer
+
+    model_dir = Path(model_dir)
+    template = json.loads((model_dir / "prompt_template.json").read_text(encoding="utf-8"))
+    text = course_prompt.prompt_from_template_json(template, instruction)
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    session = onnx_session(model_dir / ONNX_SUBFOLDER / onnx_filename(dtype))
+    new = greedy_generate(session, ids, max_new_tokens=max_new_tokens, eos_token_id=eos_ids(model_dir))
+    return {"prompt": text, "prompt_ids": ids, "token_ids": new,
+            "text": tokenizer.decode(new, skip_special_tokens=True)}
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Validation:
+    """How the exported graphs compare with the PyTorch model."""
+
+    max_logit_diff: float  # fp32 ONNX vs PyTorch, over every position of every prompt
+    greedy_match: bool  # fp32 ONNX greedy == PyTorch greedy, token for token, on every prompt
+    greedy_tokens: int  # tokens compared
+    variants: list[dict[str, Any]] = field(default_factory=list)  # per dtype: size, ratio, perplexity
+
+    def table(self) -> Any:
+        """The per-dtype table (pandas): file size, size ratio to fp32, perplexity and its change."""
+        import pandas as pd
+
+        return pd.DataFrame(self.variants).set_index("dtype")
+
+    def plot(self) -> Any:
+        """Size and perplexity change per dtype, side by side (matplotlib figure)."""
+        import matplotlib.pyplot as plt
+
+        table = self.table()
+        figure, (left, right) = plt.subplots(1, 2, figsize=(9, 3.2))
+        left.bar(table.index, table["size_mb"], color="#4c72b0")
+        left.set(title="size on disk (MB)", ylabel="MB")
+        right.bar(table.index, table["ppl_delta_pct"], color="#dd8452")
+        right.axhline(0, color="black", linewidth=0.8)
+        right.set(title="validation perplexity change vs fp32 (%)", ylabel="%")
+        figure.tight_layout()
+        return figure
+
+
+def _file_bytes(onnx_path: Path) -> int:
+    """An ONNX file's size with its external-data files: what a browser downloads."""
+    return onnx_path.stat().st_size + sum(
+        (onnx_path.parent / location).stat().st_size for location in _external_locations(onnx_path)
+        if (onnx_path.parent / location).exists()
+    )
+
+
+def response_perplexity(session: Any, examples: Sequence[tuple[list[int], list[int]]]) -> float:
+    """Perplexity of the response tokens (the prompt is context only), over ``(prompt, response)`` ids."""
+    total, count = 0.0, 0
+    for prompt_ids, response_ids in examples:
+        ids = list(prompt_ids) + list(response_ids)
+        logits, _ = onnx_forward(session, ids)
+        logits = logits[0].astype(np.float64)
+        # position i predicts token i + 1: the response starts at len(prompt_ids)
+        predicting = logits[len(prompt_ids) - 1: len(ids) - 1]
+        shifted = predicting - predicting.max(axis=-1, keepdims=True)
+        log_probs = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+        total -= float(log_probs[np.arange(len(response_ids)), response_ids].sum())
+        count += len(response_ids)
+    if count == 0:
+        raise ValueError("no response tokens to measure perplexity on")
+    return float(np.exp(total / count))
+
+
+def encode_pairs(tokenizer: Any, pairs: Sequence[dict[str, Any]], max_length: int) -> list[tuple[list[int], list[int]]]:
+    """Token ids of ``(prompt, response + eos)`` for each pair, as chapter 05 trains on them."""
+    examples = []
+    for pair in pairs:
+        prompt_ids = tokenizer(course_prompt.format_prompt(pair["instruction"]), add_special_tokens=False)["input_ids"]
+        response_ids = tokenizer(pair["response"].strip() + tokenizer.eos_token, add_special_tokens=False)["input_ids"]
+        room = max_length - len(prompt_ids)
+        if room > 1:
+            examples.append((prompt_ids, response_ids[:room]))
+    return examples
+
+
+def validate_export(
+    model_dir: Path | str,
+    export_dir: Path | str,
+    *,
+    prompts: Sequence[str],
+    pairs: Sequence[dict[str, Any]],
+    max_new_tokens: int = 24,
+    max_length: int | None = None,
+) -> Validation:
+    """Compare the export in ``export_dir`` with the PyTorch model in ``model_dir``.
+
+    ``prompts`` are instructions (formatted with the course template) for the logit and greedy
+    checks; ``pairs`` (chapter 03's validation pairs) measure each variant's response perplexity.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model_dir, export_dir = Path(model_dir), Path(export_dir)
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32).eval()
+    max_length = max_length or int(getattr(model.config, "max_position_embeddings", None)
+                                   or getattr(model.config, "n_positions", 512))
+    fp32 = onnx_session(export_dir / ONNX_SUBFOLDER / onnx_filename("fp32"))
+    stops = eos_ids(model_dir)
+
+    max_diff, match, compared = 0.0, True, 0
+    for instruction in prompts:
+        ids = tokenizer(course_prompt.format_prompt(instruction), add_special_tokens=False)["input_ids"]
+        with torch.no_grad():
+            expected = model(torch.tensor([ids])).logits[0].numpy()
+            torch_new = model.generate(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+                                       do_sample=False, max_new_tokens=max_new_tokens, min_new_tokens=0,
+                                       repetition_penalty=1.0, num_beams=1, eos_token_id=stops or None,
+                                       pad_token_id=stops[0] if stops else 0)[0, len(ids):].tolist()
+        got, _ = onnx_forward(fp32, ids)
+        max_diff = max(max_diff, float(np.abs(got[0] - expected).max()))
+        onnx_new = greedy_generate(fp32, ids, max_new_tokens=max_new_tokens, eos_token_id=stops)
+        match = match and onnx_new == torch_new
+        compared += len(torch_new)
+
+    examples = encode_pairs(tokenizer, pairs, max_length)
+    fp32_bytes = _file_bytes(export_dir / ONNX_SUBFOLDER / onnx_filename("fp32"))
+    variants, fp32_ppl = [], None
+    for dtype in EXPORT_DTYPES:
+        path = export_dir / ONNX_SUBFOLDER / onnx_filename(dtype)
+        if not path.exists():
+            continue
+        ppl = response_perplexity(onnx_session(path), examples)
+        fp32_ppl = ppl if dtype == "fp32" else fp32_ppl
+        size = _file_bytes(path)
+        variants.append({
+            "dtype": dtype, "file": f"{ONNX_SUBFOLDER}/{path.name}", "size_mb": round(size / 1e6, 3),
+            "size_ratio": round(size / fp32_bytes, 3), "perplexity": round(ppl, 4),
+            "ppl_delta": round(ppl - fp32_ppl, 4) if fp32_ppl else None,
+            "ppl_delta_pct": round(100 * (ppl - fp32_ppl) / fp32_ppl, 3) if fp32_ppl else None,
+        })
+    return Validation(max_logit_diff=max_diff, greedy_match=match, greedy_tokens=compared, variants=variants)
+
+
+# ---------------------------------------------------------------------------------------------
+# The layout checker
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a model folder, and what to do about it."""
+
+    severity: str  # "error": the page cannot load the model; "warning": it loads, with a caveat
+    file: str  # the file or folder concerned, relative to the model folder
+    message: str
+    fix: str
+
+    def __str__(self) -> str:
+        return f"{self.severity}: {self.file}: {self.message} -> {self.fix}"
+
+
+def _read_json(path: Path, problems: list[Problem], root: Path, fix: str) -> dict[str, Any] | None:
+    relative = str(path.relative_to(root))
+    if not path.exists():
+        problems.append(Problem("error", relative, "missing", fix))
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as error:
+        problems.append(Problem("error", relative, f"is not valid JSON ({error})", fix))
+        return None
+
+
+def check_model_folder(path: Path | str, dtypes: Sequence[str] = ("fp32", "q8")) -> list[Problem]:
+    """Everything that would stop Transformers.js loading the folder at ``path``, before a browser tries.
+
+    Checks the config (and that its ``model_type`` is an architecture Transformers.js 3.8.1 can run),
+    the tokenizer files, ``prompt_template.json``, that the ONNX files are in ``onnx/`` under the
+    names Transformers.js requests for each of ``dtypes``, and that external-data files exist, are
+    named as Transformers.js fetches them and are declared in ``config.json``. Returns the problems
+    found (empty: the folder is good); ``explain`` turns them into text.
+    """
+    root = Path(path)
+    problems: list[Problem] = []
+    export_fix = "export again with helpers.export.export_model (chapter 06)"
+    if not root.is_dir():
+        return [Problem("error", str(root), "is not a folder", f"pass the exported model folder; {export_fix}")]
+
+    config = _read_json(root / "config.json", problems, root, export_fix)
+    if config is not None:
+        model_type = config.get("model_type")
+        if model_type not in SUPPORTED_MODEL_TYPES:
+            problems.append(Problem(
+                "error", "config.json",
+                f"model_type {model_type!r} is not an architecture Transformers.js 3.8.1 can run for text generation",
+                "fine-tune a supported architecture (e.g. gpt2, llama, qwen2, phi3, gemma)"))
+    for name in TOKENIZER_FILES[:2]:
+        _read_json(root / name, problems, root, "save the tokenizer with tokenizer.save_pretrained into the model folder, or " + export_fix)
+    if not (root / "special_tokens_map.json").exists():
+        problems.append(Problem("warning", "special_tokens_map.json", "missing (the tokenizer loads without it)",
+                                "save the tokenizer with tokenizer.save_pretrained"))
+    if not (root / "generation_config.json").exists():
+        problems.append(Problem("warning", "generation_config.json", "missing: the page falls back to library defaults",
+                                "save the model's generation_config beside it"))
+    template = _read_json(root / "prompt_template.json", problems, root,
+                          "write it with helpers.prompt.write_template(folder / 'prompt_template.json')")
+    if template is not None:
+        try:
+            course_prompt.prompt_from_template_json(template, "test")
+        except (ValueError, KeyError) as error:
+            problems.append(Problem("error", "prompt_template.json", f"is not a usable course template ({error})",
+                                    "write it again with helpers.prompt.write_template"))
+
+    at_root = sorted(p.name for p in root.glob("*.onnx"))
+    if at_root:
+        problems.append(Problem("error", ", ".join(at_root), "ONNX files are at the root of the folder, "
+                                "but Transformers.js requests them from onnx/",
+                                f"move them into {ONNX_SUBFOLDER}/ (with their .onnx_data files)"))
+    onnx_dir = root / ONNX_SUBFOLDER
+    if not onnx_dir.is_dir():
+        problems.append(Problem("error", f"{ONNX_SUBFOLDER}/", "missing: no ONNX graphs to load", export_fix))
+        return problems
+    for dtype in dtypes:
+        name = onnx_filename(dtype)
+        if not (onnx_dir / name).exists():
+            problems.append(Problem("error", f"{ONNX_SUBFOLDER}/{name}",
+                                    f"missing: Transformers.js requests this file for dtype {dtype!r}",
+                                    f"export it (helpers.export.export_onnx(..., dtypes=[..., {dtype!r}])) or choose another dtype"))
+
+    declared = ((config or {}).get("transformers.js_config") or {}).get("use_external_data_format")
+    referenced: set[str] = set()
+    for onnx_path in sorted(onnx_dir.glob("*.onnx")):
+        relative = f"{ONNX_SUBFOLDER}/{onnx_path.name}"
+        try:
+            locations = _external_locations(onnx_path)
+        except Exception as error:  # onnx raises DecodeError and friends for a damaged file
+            problems.append(Problem("error", relative, f"is not a readable ONNX file ({type(error).__name__})", export_fix))
+            continue
+        referenced.update(locations)
+        if not locations:
+            continue
+        expected = [f"{onnx_path.name}_data"] + [f"{onnx_path.name}_data_{i}" for i in range(1, len(locations))]
+        for location in locations:
+            if not (onnx_dir / location).exists():
+                problems.append(Problem("error", f"{ONNX_SUBFOLDER}/{location}",
+                                        f"missing: {relative} keeps its weights in it", "copy it beside the .onnx file"))
+        if sorted(locations) != sorted(expected) or len(locations) > MAX_EXTERNAL_DATA_CHUNKS:
+            problems.append(Problem("error", relative, f"its external data is named {locations}, but Transformers.js "
+                                    f"only fetches {expected[:3]}...", "re-save with helpers.export (one file named <model>.onnx_data)"))
+        count = declared.get(onnx_path.name, declared.get(onnx_path.stem)) if isinstance(declared, dict) else declared
+        if not count or int(count) < len(locations):
+            problems.append(Problem("error", "config.json", f"{relative} keeps its weights in {len(locations)} external-data "
+                                    "file(s) that config.json does not declare, so Transformers.js will not fetch them",
+                                    f'set "transformers.js_config": {{"use_external_data_format": {{"{onnx_path.name}": {len(locations)}}}}}'))
+    for stray in sorted(onnx_dir.glob("*.onnx_data*")):
+        if stray.name not in referenced:
+            problems.append(Problem("warning", f"{ONNX_SUBFOLDER}/{stray.name}", "no ONNX file refers to it",
+                                    "delete it, or export again"))
+    return problems
+
+
+def explain(problems: Sequence[Problem]) -> str:
+    """The problems as readable lines, errors first; a one-line all-clear when there are none."""
+    if not problems:
+        return "The model folder is ready for Transformers.js."
+    ordered = sorted(problems, key=lambda p: p.severity != "error")
+    errors = sum(p.severity == "error" for p in problems)
+    lines = [f"{errors} error(s), {len(problems) - errors} warning(s):"]
+    lines += [f"  - [{p.severity}] {p.file}: {p.message}.\n      fix: {p.fix}" for p in ordered]
+    return "\n".join(lines)
+
+
+class ModelFolderError(ValueError):
+    """A model folder Transformers.js could not load; the message explains each problem."""
+
+
+def require_good_folder(path: Path | str, dtypes: Sequence[str] = ("fp32", "q8")) -> Path:
+    """Return ``path`` if ``check_model_folder`` finds no error, else raise ``ModelFolderError``."""
+    problems = check_model_folder(path, dtypes)
+    if any(p.severity == "error" for p in problems):
+        raise ModelFolderError(f"{path} cannot be loaded by Transformers.js.\n{explain(problems)}")
+    return Path(path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Model card and the chapter's entry point
+# ---------------------------------------------------------------------------------------------
+
+
+def write_model_card(export_dir: Path | str, *, base_model: str, training: dict[str, Any],
+                     metrics: dict[str, Any], validation: Validation | None = None) -> Path:
+    """Write the model card ``README.md``: base model, data and its licence, training, metrics."""
+    export_dir = Path(export_dir)
+    rows = ""
+    if validation is not None:
+        rows = "\n".join(
+            f"| {v['dtype']} | `{v['file']}` | {v['size_mb']} | {v['size_ratio']} | {v['perplexity']} | {v['ppl_delta_pct']} |"
+            for v in validation.variants)
+        rows = ("| dtype | file | MB | size vs fp32 | validation perplexity | change (%) |\n"
+                "| --- | --- | --- | --- | --- | --- |\n" + rows + "\n")
+    settings = "\n".join(f"- `{key}`: {value}" for key, value in training.items())
+    headline = "\n".join(f"- {key}: {value}" for key, value in metrics.items())
+    card = f"""---
+license: cc-by-sa-3.0
+library_name: transformers.js
+pipeline_tag: text-generation
+base_model: {base_model}
+tags: [onnx, corpus-to-client]
+---
+
+# Corpus to Client: a small instruction-following model
+
+Fine-tuned by the Corpus to Client course from `{base_model}` to answer questions about Wikipedia
+articles, then exported to ONNX for Transformers.js (chapter 06). It is a teaching model: small,
+fast, and often wrong. Do not rely on what it says.
+
+## Use in the browser
+
+Serve this folder under the page's `models/` and open `index.html?model=<name>`; prompts must be
+built with `prompt_template.json` (the exact template the model was trained with).
+
+## Data and licence
+
+Trained on instruction pairs made from English Wikipedia articles (the course's `data/`). The text
+is Wikipedia's, by its contributors, under the Creative Commons Attribution-ShareAlike 3.0 Unported
+licence (CC BY-SA 3.0, https://creativecommons.org/licenses/by-sa/3.0/) and the GFDL; each page's
+history is at `https://en.wikipedia.org/w/index.php?curid=<id>&action=history`. This model is
+derived from that text and is shared under the same licence.
+
+## Training
+
+{settings or "- (not recorded)"}
+
+## Export and validation
+
+{headline}
+
+{rows}"""
+    path = export_dir / "README.md"
+    path.write_text(card, encoding="utf-8")
+    return path
+
+
+@dataclass
+class ExportResult:
+    """What ``export_model`` made: the folder, its validation and the chapter's metrics."""
+
+    model_dir: Path
+    validation: Validation
+    problems: list[Problem]
+    seconds: float
+
+    def metrics(self) -> dict[str, Any]:
+        """The numbers for ``summary.json``."""
+        return {
+            "max_logit_diff": self.validation.max_logit_diff,
+            "greedy_match": self.validation.greedy_match,
+            "greedy_tokens": self.validation.greedy_tokens,
+            "sizes_mb": {v["dtype"]: v["size_mb"] for v in self.validation.variants},
+            "size_ratio": {v["dtype"]: v["size_ratio"] for v in self.validation.variants},
+            "perplexity": {v["dtype"]: v["perplexity"] for v in self.validation.variants},
+            "ppl_delta_pct": {v["dtype"]: v["ppl_delta_pct"] for v in self.validation.variants},
+            "layout_problems": [str(p) for p in self.problems],
+            "export_seconds": round(self.seconds, 1),
+        }
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"model_dir": str(self.model_dir), **asdict(self.validation), "problems": [str(p) for p in self.problems]}
+
+
+def export_model(params: dict[str, Any], run_dir: Path | str) -> ExportResult:
+    """Chapter 06's entry point: export ``05_finetune/model/`` into ``06_export/model/`` and validate it.
+
+    Reads the merged model chapter 05 wrote (and chapter 03's validation pairs for perplexity),
+    exports the profile's ``export_dtypes``, checks logits, greedy decoding and the layout, writes the
+    model card, and moves the folder into place only when all of that succeeded. Raises
+    ``ExportError`` when the fp32 graph disagrees with PyTorch beyond ``export_atol``.
+    """
+    from helpers import course
+    from helpers.pairs import read_pairs_jsonl
+
+    run_dir = Path(run_dir)
+    source = course.require_input(run_dir / "05_finetune" / "model", produced_by="05_finetune")
+    validation_pairs = read_pairs_jsonl(course.require_input(run_dir / "03_pairs" / "validation.jsonl", produced_by="03_pairs"))
+    out = course.chapter_dir(run_dir, "06_export")
+    target = out / "model"
+    started = time.perf_counter()
+    staging = Path(tempfile.mkdtemp(prefix=".model.", suffix=".partial", dir=out))
+    try:
+        export_onnx(source, staging, dtypes=params["export_dtypes"], opset=params["export_opset"])
+        pairs = validation_pairs[: params["export_eval_pairs"]]
+        prompts = [pair["instruction"] for pair in pairs[: params["export_check_prompts"]]]
+        validation = validate_export(source, staging, prompts=prompts, pairs=pairs,
+                                     max_new_tokens=params["export_greedy_tokens"],
+                                     max_length=params["finetune_max_length"])
+        if validation.max_logit_diff > params["export_atol"]:
+            raise ExportError(f"the fp32 ONNX logits differ from PyTorch's by {validation.max_logit_diff:.2e} "
+                              f"(tolerance {params['export_atol']}): the export is wrong; check optimum's warnings above")
+        if not validation.greedy_match:
+            raise ExportError("greedy generation differs between PyTorch and the fp32 ONNX graph: the cache or position "
+                              "inputs are not wired as the model expects")
+        made = [dtype for dtype in params["export_dtypes"] if (staging / ONNX_SUBFOLDER / onnx_filename(dtype)).exists()]
+        problems = check_model_folder(staging, made)
+        if any(p.severity == "error" for p in problems):
+            raise ExportError(f"the exported folder is not loadable:\n{explain(problems)}")
+        summary = course.read_summary(run_dir)["chapters"].get("05_finetune", {}).get("metrics", {})
+        training = {key: params[key] for key in params if key.startswith(("finetune_", "lora_"))
+                    and key != "finetune_max_length"} | {"training_metrics": summary or "(see summary.json)"}
+        base = json.loads((source / "config.json").read_text(encoding="utf-8")).get("_name_or_path") or params["model_name"]
+        seconds = time.perf_counter() - started
+        result = ExportResult(target, validation, problems, seconds)
+        write_model_card(staging, base_model=params["model_name"] if base in ("", str(source)) else base,
+                         training=training, metrics={k: v for k, v in result.metrics().items()
+                                                     if k in ("max_logit_diff", "greedy_match", "greedy_tokens")},
+                         validation=validation)
+        if target.exists():
+            shutil.rmtree(target)
+        staging.rename(target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return result

@@ -1,0 +1,250 @@
+// The page's main thread: the form, the progress list and the output. It never runs the model:
+// worker.js does, and this file only sends it messages and shows what comes back. It also checks
+// the model folder itself before the worker loads it, so that a missing file is reported by name
+// instead of as Transformers.js's `Unexpected token '<', "<!DOCTYPE"... is not valid JSON`.
+
+const DEPLOY_HELP =
+  "Deploy a model with `python -m helpers.deploy deploy runs/tiny/06_export/model --name <name>` " +
+  "(or helpers.deploy.deploy_model in notebook 07), then serve the site with `python -m helpers.deploy serve`.";
+// Transformers.js 3.8.1 (src/utils/dtypes.js): the file each dtype loads, under onnx/.
+const DTYPE_FILES = { fp32: "model.onnx", fp16: "model_fp16.onnx", q8: "model_quantized.onnx", q4: "model_q4.onnx" };
+
+const query = new URLSearchParams(location.search);
+const modelName = query.get("model") ?? "course-model";
+const dtype = query.get("dtype") ?? "q8"; // q8: Transformers.js's own default on WASM
+const device = query.get("device") ?? "auto"; // auto: WebGPU when the browser has an adapter, else WASM
+
+const $ = (id) => document.getElementById(id);
+const ui = {
+  status: $("status"), backend: $("backend"), model: $("model-name"), progress: $("progress"),
+  error: $("error"), form: $("ask"), instruction: $("instruction"), preset: $("preset"),
+  generate: $("generate"), stop: $("stop"), speed: $("speed"), output: $("output"),
+};
+const CONTROLS = ["do_sample", "temperature", "top_k", "top_p", "repetition_penalty", "max_new_tokens"];
+
+// What the tests (and a curious reader in the console) can inspect.
+const state = { events: [], progress: {}, ready: false, generating: false, result: null, error: null, template: null, presets: {} };
+window.courseApp = state;
+state.formatPrompt = (instruction) => formatPrompt(state.template, instruction); // for the tests
+
+function showError(message) {
+  state.error = message;
+  ui.error.textContent = message; // text, never HTML: messages can contain what the server sent
+  ui.status.textContent = "Not ready.";
+}
+
+class MissingFileError extends Error {}
+
+// Fetch one file of the model folder and explain precisely what is wrong with the answer.
+async function fetchModelFile(path, { json = true, head = false } = {}) {
+  const url = `./models/${encodeURIComponent(modelName)}/${path}`;
+  let response;
+  try {
+    response = await fetch(url, { method: head ? "HEAD" : "GET", cache: "no-store" });
+  } catch (error) {
+    throw new MissingFileError(`Could not fetch models/${modelName}/${path} (${error.message}). Is the site served over http? ${DEPLOY_HELP}`);
+  }
+  const type = response.headers.get("content-type") ?? "";
+  if (response.status === 404) {
+    throw new MissingFileError(`The model "${modelName}" is missing models/${modelName}/${path} (404 Not Found). ${DEPLOY_HELP}`);
+  }
+  if (!response.ok) {
+    throw new MissingFileError(`models/${modelName}/${path} answered HTTP ${response.status}. ${DEPLOY_HELP}`);
+  }
+  if (type.includes("text/html")) {
+    throw new MissingFileError(
+      `models/${modelName}/${path} returned an HTML page instead of the file: the server answers missing files ` +
+      `with a page (a single-page-app fallback or a 404 page). The model is probably not deployed there. ${DEPLOY_HELP}`);
+  }
+  if (!json || head) return response;
+  const text = await response.text();
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new MissingFileError(`models/${modelName}/${path} is not valid JSON (it starts with ${JSON.stringify(text.slice(0, 40))}). Export and deploy the model again. ${DEPLOY_HELP}`);
+  }
+}
+
+// The checks helpers.export.check_model_folder makes in Python, as far as a browser can see them.
+async function checkModelFolder() {
+  const config = await fetchModelFile("config.json");
+  await fetchModelFile("tokenizer.json", { head: true });
+  await fetchModelFile("tokenizer_config.json");
+  const template = await fetchModelFile("prompt_template.json");
+  if (template.format !== "corpus-to-client/prompt-template" || template.template.split(template.placeholder).length !== 2) {
+    throw new MissingFileError(`models/${modelName}/prompt_template.json is not the course's prompt template. Export the model again (chapter 06).`);
+  }
+  const file = DTYPE_FILES[dtype];
+  if (!file) throw new MissingFileError(`Unknown dtype "${dtype}" in the address; use one of ${Object.keys(DTYPE_FILES).join(", ")}.`);
+  try {
+    await fetchModelFile(`onnx/${file}`, { head: true });
+  } catch (error) {
+    throw new MissingFileError(`${error.message} (dtype "${dtype}" loads onnx/${file}; try ?dtype=fp32 or ?dtype=q8, or export that dtype.)`);
+  }
+  return { config, template };
+}
+
+// Byte-identical to helpers.prompt.format_prompt: a literal split/join, never String.replace
+// (which would interpret `$&` and friends in what the user typed).
+function formatPrompt(template, instruction) {
+  const cleaned = template.strip_instruction ? instruction.trim() : instruction;
+  return template.template.split(template.placeholder).join(cleaned);
+}
+
+// The answer stops where the model starts a new instruction (helpers.prompt.STOP_STRINGS).
+function cutAtStopStrings(text, template) {
+  let cut = text;
+  for (const stop of template.stop_strings ?? []) cut = cut.split(stop, 1)[0];
+  return cut.trim();
+}
+
+function applyPreset(name) {
+  const preset = state.presets[name];
+  if (!preset) return;
+  for (const key of CONTROLS) {
+    if (!(key in preset)) continue;
+    const input = $(key);
+    if (input.type === "checkbox") input.checked = Boolean(preset[key]);
+    else input.value = preset[key];
+  }
+}
+
+async function loadPresets() {
+  try {
+    const response = await fetch("./models/presets.json", { cache: "no-store" });
+    if (!response.ok || (response.headers.get("content-type") ?? "").includes("text/html")) throw new Error(`HTTP ${response.status}`);
+    state.presets = await response.json();
+  } catch {
+    state.presets = {}; // the controls keep their defaults; deploying a model writes presets.json
+  }
+  for (const name of [...Object.keys(state.presets), "custom"]) {
+    const option = document.createElement("option");
+    option.value = name;
+    option.textContent = state.presets[name]?.label ?? name;
+    ui.preset.append(option);
+  }
+  if (Object.keys(state.presets).length) applyPreset(Object.keys(state.presets)[0]);
+}
+
+function generationOptions() {
+  const doSample = $("do_sample").checked;
+  const number = (id) => Number($(id).value);
+  // num_beams: 1 overrides a beam-search generation_config.json (chapter 05's "factual" preset):
+  // the streamer and the stop flag follow one sequence, and the page shows tokens as they come.
+  const options = { do_sample: doSample, num_beams: 1, max_new_tokens: number("max_new_tokens"), repetition_penalty: number("repetition_penalty") };
+  if (doSample) Object.assign(options, { temperature: number("temperature"), top_k: number("top_k"), top_p: number("top_p") });
+  return options;
+}
+
+function renderProgress(event) {
+  if (!event.file) return;
+  let item = state.progress[event.file];
+  if (!item) {
+    item = document.createElement("li");
+    const bar = document.createElement("progress");
+    bar.max = 100;
+    bar.setAttribute("aria-label", `download of ${event.file}`);
+    const label = document.createElement("span");
+    item.append(bar, label);
+    ui.progress.append(item);
+    state.progress[event.file] = item;
+  }
+  const [bar, label] = item.children;
+  if (event.status === "progress") bar.value = event.progress ?? 0;
+  if (event.status === "done") bar.value = 100;
+  const size = event.total ? ` (${(event.total / 1e6).toFixed(2)} MB)` : "";
+  label.textContent = `${event.file}${size}: ${event.status}`;
+}
+
+function startWorker() {
+  const worker = new Worker(new URL("./worker.js", import.meta.url), { type: "module" });
+  // Stop is a flag in memory shared with the worker (see worker.js); without cross-origin isolation
+  // only the message remains, which a WASM generation reads when it has finished.
+  const stopFlag = self.crossOriginIsolated ? new Int32Array(new SharedArrayBuffer(4)) : null;
+  let streamed = "";
+  worker.addEventListener("message", ({ data }) => {
+    state.events.push(data.type === "progress" ? { type: "progress", status: data.status, file: data.file } : { type: data.type });
+    switch (data.type) {
+      case "status":
+        ui.status.textContent = data.text;
+        break;
+      case "progress":
+        renderProgress(data);
+        break;
+      case "ready":
+        state.ready = true;
+        state.device = data.device;
+        ui.backend.textContent = data.device === "webgpu" ? "WebGPU" : `WASM (CPU${self.crossOriginIsolated ? ", multithreaded" : ", single thread"})`;
+        ui.status.textContent = `Ready${data.fallbackFrom ? " (WebGPU failed, using WASM)" : ""}.`;
+        ui.generate.disabled = false;
+        break;
+      case "token":
+        streamed += data.text;
+        ui.output.textContent = streamed; // textContent: model output is never parsed as HTML
+        if (data.tps) ui.speed.textContent = `${data.tokens} tokens · ${data.tps.toFixed(1)} tokens/s`;
+        break;
+      case "complete": {
+        const answer = cutAtStopStrings(data.text, state.template);
+        state.result = { ...data, rawText: data.text, text: answer };
+        ui.output.textContent = answer;
+        ui.speed.textContent = `${data.tokens} tokens · ${data.tps ? data.tps.toFixed(1) : "–"} tokens/s${data.interrupted ? " · stopped" : ""}`;
+        state.generating = false;
+        ui.generate.disabled = false;
+        ui.stop.disabled = true;
+        ui.status.textContent = data.interrupted ? "Stopped." : "Done.";
+        break;
+      }
+      case "error":
+        state.generating = false;
+        ui.stop.disabled = true;
+        ui.generate.disabled = !state.ready;
+        showError(`The model could not ${data.stage === "load" ? "be loaded" : "generate"}: ${data.message}`);
+        break;
+    }
+  });
+  worker.addEventListener("error", (event) => showError(`The model worker failed to start: ${event.message ?? "unknown error"}. Was the site built (vendor/)? Run \`python -m helpers.deploy build\`.`));
+  ui.form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    if (!state.ready || state.generating) return;
+    const instruction = ui.instruction.value;
+    if (!instruction.trim()) { ui.status.textContent = "Type a question first."; return; }
+    streamed = "";
+    ui.output.textContent = "";
+    ui.error.textContent = "";
+    state.result = null;
+    state.generating = true;
+    ui.generate.disabled = true;
+    ui.stop.disabled = false;
+    ui.status.textContent = "Generating…";
+    if (stopFlag) Atomics.store(stopFlag, 0, 0);
+    worker.postMessage({ type: "generate", prompt: formatPrompt(state.template, instruction), options: generationOptions() });
+  });
+  ui.stop.addEventListener("click", () => {
+    if (stopFlag) Atomics.store(stopFlag, 0, 1);
+    worker.postMessage({ type: "stop" });
+    ui.status.textContent = "Stopping…";
+  });
+  ui.preset.addEventListener("change", () => applyPreset(ui.preset.value));
+  for (const key of CONTROLS) $(key).addEventListener("input", () => { ui.preset.value = "custom"; });
+  worker.postMessage({ type: "load", model: modelName, dtype, device, stopFlag });
+}
+
+async function main() {
+  ui.model.textContent = `${modelName} (${dtype})`;
+  if (typeof Worker === "undefined" || typeof WebAssembly === "undefined") {
+    showError("This browser cannot run the model: it needs Web Workers and WebAssembly (any current Chrome, Edge, Firefox or Safari).");
+    return;
+  }
+  await loadPresets();
+  try {
+    ui.status.textContent = `Checking models/${modelName}/…`;
+    const { template } = await checkModelFolder();
+    state.template = template;
+  } catch (error) {
+    showError(error.message);
+    return;
+  }
+  startWorker();
+}
+
+main();

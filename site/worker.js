@@ -1,0 +1,103 @@
+// The inference side of the page: one Web Worker holds one text-generation pipeline, so the
+// page's main thread (app.js) stays free to draw, scroll and react to the stop button while the
+// model computes. Messages in:  {type: "load", model, dtype, device} | {type: "generate", prompt, options} | {type: "stop"}
+// Messages out: status, progress (one per file event), ready, token, complete, error.
+import {
+  env,
+  pipeline,
+  TextStreamer,
+  InterruptableStoppingCriteria,
+} from "./vendor/transformers.min.js";
+
+// Everything comes from this site: the model from ./models/, ONNX Runtime's WASM from ./vendor/.
+// Absolute URLs, because relative ones would resolve against different bases inside the library.
+env.allowLocalModels = true;
+env.allowRemoteModels = false;
+env.localModelPath = new URL("./models/", self.location.href).href;
+env.backends.onnx.wasm.wasmPaths = new URL("./vendor/", self.location.href).href;
+// The Cache API would keep serving an old copy after the model is deployed again under the same name.
+env.useBrowserCache = false;
+
+let generator = null;
+const stopper = new InterruptableStoppingCriteria();
+// On WASM the whole generation runs inside this worker's one task, so a "stop" message is only read
+// once generation is over. A flag in shared memory, which the page sets and the token callback reads
+// at every step, gets through at once. It needs cross-origin isolation (COOP/COEP headers).
+let stopFlag = null;
+
+async function webgpuAvailable() {
+  try {
+    return Boolean(self.navigator.gpu && (await self.navigator.gpu.requestAdapter()));
+  } catch {
+    return false;
+  }
+}
+
+async function load({ model, dtype, device }) {
+  const wanted = device === "auto" || !device ? ((await webgpuAvailable()) ? "webgpu" : "wasm") : device;
+  const progress_callback = (event) => self.postMessage({ type: "progress", ...event });
+  const tryDevice = async (dev) => {
+    self.postMessage({ type: "status", text: `Loading ${model} (${dtype}) on ${dev}…` });
+    return pipeline("text-generation", model, { dtype, device: dev, progress_callback });
+  };
+  try {
+    generator = await tryDevice(wanted);
+    self.postMessage({ type: "ready", model, dtype, device: wanted });
+  } catch (error) {
+    if (wanted !== "webgpu") throw error;
+    // A GPU the browser exposes but cannot run this graph on: fall back to WASM and say so.
+    self.postMessage({ type: "status", text: `WebGPU failed (${error.message}); falling back to WASM` });
+    generator = await tryDevice("wasm");
+    self.postMessage({ type: "ready", model, dtype, device: "wasm", fallbackFrom: "webgpu" });
+  }
+}
+
+async function generate({ prompt, options }) {
+  if (!generator) throw new Error("no model loaded yet");
+  stopper.reset();
+  const tokenIds = [];
+  let started = null;
+  const streamer = new TextStreamer(generator.tokenizer, {
+    skip_prompt: true,
+    skip_special_tokens: true,
+    callback_function: (text) => {
+      const seconds = started === null ? 0 : (performance.now() - started) / 1000;
+      self.postMessage({ type: "token", text, tokens: tokenIds.length, tps: seconds > 0 ? tokenIds.length / seconds : null });
+    },
+    token_callback_function: (tokens) => {
+      if (stopFlag && Atomics.load(stopFlag, 0) === 1) stopper.interrupt();
+      started ??= performance.now();
+      for (const token of tokens) tokenIds.push(Number(token));
+    },
+  });
+  const begin = performance.now();
+  const [output] = await generator(prompt, {
+    ...options,
+    return_full_text: false,
+    streamer,
+    stopping_criteria: stopper,
+  });
+  const seconds = (performance.now() - begin) / 1000;
+  self.postMessage({
+    type: "complete",
+    text: output.generated_text,
+    tokenIds,
+    tokens: tokenIds.length,
+    seconds,
+    tps: seconds > 0 ? tokenIds.length / seconds : null,
+    interrupted: stopper.interrupted,
+  });
+}
+
+self.addEventListener("message", async ({ data }) => {
+  try {
+    if (data.type === "load") {
+      stopFlag = data.stopFlag ?? null;
+      await load(data);
+    }
+    else if (data.type === "generate") await generate(data);
+    else if (data.type === "stop") stopper.interrupt();
+  } catch (error) {
+    self.postMessage({ type: "error", stage: data.type, message: String(error?.message ?? error) });
+  }
+});

@@ -1,0 +1,96 @@
+"""Chapter 07's helpers: deploying a model into site/, building the vendored JavaScript, serving."""
+from __future__ import annotations
+
+import json
+import shutil
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from helpers import deploy, export
+
+
+@pytest.fixture()
+def site(tmp_path) -> Path:
+    (tmp_path / "index.html").write_text("<!doctype html><title>t</title>")
+    return tmp_path
+
+
+def _get(url: str):
+    with urllib.request.urlopen(url) as response:
+        return response.status, response.headers, response.read()  # headers: case-insensitive
+
+
+def test_server_sends_mime_types_and_cross_origin_isolation(site):
+    files = {"a.wasm": "application/wasm", "a.mjs": "text/javascript", "a.js": "text/javascript",
+             "a.json": "application/json", "m/onnx/model.onnx": "application/octet-stream",
+             "m/onnx/model.onnx_data": "application/octet-stream", "m/onnx/model.onnx_data_1": "application/octet-stream",
+             "index.html": "text/html"}
+    for name in files:
+        (site / name).parent.mkdir(parents=True, exist_ok=True)
+        if name != "index.html":
+            (site / name).write_bytes(b"\0bytes")
+    server, url = deploy.serve(site)
+    try:
+        for name, mime in files.items():
+            status, headers, body = _get(url + name)
+            assert status == 200 and headers["Content-Type"].split(";")[0] == mime, name
+            assert headers["Cross-Origin-Opener-Policy"] == "same-origin"
+            assert headers["Cross-Origin-Embedder-Policy"] == "require-corp"
+        with pytest.raises(urllib.error.HTTPError) as missing:
+            _get(url + "models/none/config.json")
+        assert missing.value.code == 404
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_serve_refuses_a_folder_without_the_page(tmp_path):
+    with pytest.raises(FileNotFoundError, match="index.html"):
+        deploy.serve(tmp_path)
+
+
+def test_deploy_copies_a_good_model_and_writes_the_presets(exported_gpt2, site):
+    target = deploy.deploy_model(exported_gpt2, site, "tiny")
+    assert target == site / "models" / "tiny"
+    assert (target / "onnx" / "model_quantized.onnx").read_bytes() == (exported_gpt2 / "onnx" / "model_quantized.onnx").read_bytes()
+    presets = json.loads((site / "models" / "presets.json").read_text())
+    assert {"factual", "creative"} <= set(presets)
+    assert presets["factual"]["do_sample"] is False and presets["creative"]["do_sample"] is True
+    # deploying again replaces the copy, leaving no staging folder
+    deploy.deploy_model(exported_gpt2, site, "tiny")
+    assert sorted(p.name for p in (site / "models").iterdir()) == ["presets.json", "tiny"]
+
+
+def test_deploy_refuses_a_broken_model_and_says_why(exported_gpt2, site, tmp_path):
+    broken = Path(shutil.copytree(exported_gpt2, tmp_path / "broken"))
+    (broken / "tokenizer.json").unlink()
+    with pytest.raises(export.ModelFolderError, match="tokenizer.json: missing"):
+        deploy.deploy_model(broken, site, "broken")
+    assert not (site / "models" / "broken").exists()
+    with pytest.raises(ValueError, match="plain folder name"):
+        deploy.deploy_model(exported_gpt2, site, "../escape")
+
+
+def test_vendor_check_and_missing_npm(site, monkeypatch):
+    (site / "package.json").write_text(json.dumps({"dependencies": {"@huggingface/transformers": "3.8.1"}}))
+    assert not deploy.vendor_is_current(site)
+    monkeypatch.setattr(deploy.shutil, "which", lambda name: None)
+    with pytest.raises(deploy.SiteBuildError, match="npm is not installed"):
+        deploy.build_site(site)
+
+
+def test_site_pins_the_library_with_a_lockfile():
+    package = json.loads((deploy.SITE_DIR / "package.json").read_text())
+    version = package["dependencies"]["@huggingface/transformers"]
+    assert version[0].isdigit(), "an exact version, no range"
+    lock = json.loads((deploy.SITE_DIR / "package-lock.json").read_text())
+    assert lock["packages"]["node_modules/@huggingface/transformers"]["version"] == version
+
+
+def test_cli_deploys(exported_gpt2, site, capsys):
+    assert deploy.main(["deploy", str(exported_gpt2), "--name", "cli", "--site", str(site)]) == 0
+    assert "?model=cli" in capsys.readouterr().out
+    assert deploy.main(["deploy", str(site / "nothing"), "--site", str(site)]) == 1
+    assert "is not a folder" in capsys.readouterr().err

@@ -1,0 +1,164 @@
+"""Chapter 06: ONNX export in Transformers.js's layout, its validation and the layout checker.
+
+Runs on tiny random GPT-2 and Llama models over the course's real tokenizer (conftest.py), and on
+chapter 03's real validation pairs.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from helpers import course, export, prompt
+from helpers.pairs import save_pairs
+from helpers.profiles import get_profile
+
+
+def _copy(folder: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(folder, tmp_path / "model"))
+
+
+def test_export_writes_the_layout_transformers_js_requests(exported_gpt2):
+    names = {str(p.relative_to(exported_gpt2)) for p in exported_gpt2.rglob("*") if p.is_file()}
+    assert {"config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
+            "special_tokens_map.json", "prompt_template.json", "onnx/model.onnx",
+            "onnx/model_quantized.onnx", "onnx/model_fp16.onnx"} <= names
+    assert not any(name.endswith(".onnx") and "/" not in name for name in names), "no ONNX at the root"
+    config = json.loads((exported_gpt2 / "config.json").read_text())
+    assert config["model_type"] == "gpt2"
+    assert "transformers.js_config" not in config  # small: weights inside the .onnx, nothing to declare
+    assert json.loads((exported_gpt2 / "prompt_template.json").read_text()) == prompt.template_json()
+    assert export.check_model_folder(exported_gpt2, ["fp32", "q8", "fp16"]) == []
+
+
+def test_dtype_file_names_follow_transformers_js():
+    assert [export.onnx_filename(d) for d in ("fp32", "q8", "fp16", "q4")] == [
+        "model.onnx", "model_quantized.onnx", "model_fp16.onnx", "model_q4.onnx"]
+    with pytest.raises(ValueError, match="unknown dtype"):
+        export.onnx_filename("int3")
+
+
+def test_q4_quantizes_llama_matmuls_and_is_skipped_for_gpt2_gemm(exported_gpt2, exported_llama):
+    import onnx
+
+    q4 = onnx.load(str(exported_llama / "onnx" / "model_q4.onnx"))
+    assert any(node.op_type == "MatMulNBits" for node in q4.graph.node)
+    # GPT-2's Conv1D layers export as Gemm, which the 4-bit quantizer leaves: no fake q4 file.
+    assert not (exported_gpt2 / "onnx" / "model_q4.onnx").exists()
+    assert [p.message for p in export.check_model_folder(exported_gpt2, ["q4"])] == [
+        "missing: Transformers.js requests this file for dtype 'q4'"]
+
+
+@pytest.mark.parametrize("which", ["gpt2", "llama"])
+def test_onnx_matches_pytorch_and_quantized_variants_are_measured(which, request, pair_splits):
+    model_dir = request.getfixturevalue(f"tiny_{which}_dir")
+    exported = request.getfixturevalue(f"exported_{which}")
+    prompts = [pair["instruction"] for pair in pair_splits["validation"][:3]]
+    validation = export.validate_export(model_dir, exported, prompts=prompts, pairs=pair_splits["validation"][:16],
+                                        max_new_tokens=16)
+    assert validation.max_logit_diff < 1e-4
+    assert validation.greedy_match and validation.greedy_tokens == 3 * 16
+    table = validation.table()
+    assert table.loc["fp32", "size_ratio"] == 1.0 and table.loc["fp32", "ppl_delta"] == 0
+    assert table.loc["q8", "size_ratio"] < 0.6  # int8 weights: about a quarter of the float32 bytes, plus the graph
+    assert table.loc["fp16", "size_ratio"] < 0.75
+    assert np.isfinite(table["perplexity"]).all() and (table["perplexity"] > 1).all()
+    # quantization moves perplexity, but a working variant stays close to fp32 on this model
+    assert (table["ppl_delta_pct"].abs() < 10).all(), table
+    if which == "llama":
+        assert table.loc["q4", "size_ratio"] < table.loc["fp16", "size_ratio"]
+
+
+def test_reference_generation_decodes_the_page_prompt_greedily(exported_llama):
+    result = export.reference_generation(exported_llama, "  Explain Albedo. ", max_new_tokens=12)
+    assert result["prompt"] == prompt.format_prompt("Explain Albedo.")
+    assert 1 <= len(result["token_ids"]) <= 12
+    session = export.onnx_session(exported_llama / "onnx" / "model.onnx")
+    # the cached decoder gives what a full recomputation of the growing sequence gives
+    ids = list(result["prompt_ids"])
+    for token in result["token_ids"][:4]:
+        logits, _ = export.onnx_forward(session, ids)
+        assert int(np.argmax(logits[0, -1])) == token
+        ids.append(token)
+
+
+def test_external_data_is_named_and_declared_for_transformers_js(tiny_llama_dir, exported_llama, tmp_path):
+    out = export.export_onnx(tiny_llama_dir, tmp_path / "model", dtypes=("fp32", "q8"), external_data=True)
+    assert (out / "onnx" / "model.onnx_data").exists() and (out / "onnx" / "model_quantized.onnx_data").exists()
+    config = json.loads((out / "config.json").read_text())
+    assert config["transformers.js_config"]["use_external_data_format"] == {"model.onnx": 1, "model_quantized.onnx": 1}
+    assert export.check_model_folder(out) == []
+    ids = [5, 17, 99, 4]
+    inline, _ = export.onnx_forward(export.onnx_session(exported_llama / "onnx" / "model.onnx"), ids)
+    external, _ = export.onnx_forward(export.onnx_session(out / "onnx" / "model.onnx"), ids)
+    np.testing.assert_array_equal(inline, external)
+
+    # the same folder with its declaration removed, then with a data file missing
+    undeclared = _copy(out, tmp_path / "undeclared")
+    config.pop("transformers.js_config")
+    (undeclared / "config.json").write_text(json.dumps(config))
+    problems = export.check_model_folder(undeclared)
+    assert {p.file for p in problems} == {"config.json"}
+    assert "does not declare" in problems[0].message and "use_external_data_format" in problems[0].fix
+    lost = _copy(out, tmp_path / "lost")
+    (lost / "onnx" / "model.onnx_data").unlink()
+    assert [p.file for p in export.check_model_folder(lost)] == ["onnx/model.onnx_data"]
+
+
+def _remove(path: Path) -> None:
+    path.unlink()
+
+
+BREAKAGES = {
+    "tokenizer missing": (lambda m: _remove(m / "tokenizer.json"), "tokenizer.json", "missing"),
+    "onnx at the root": (lambda m: [shutil.move(str(p), m / p.name) for p in list((m / "onnx").iterdir())]
+                         and (m / "onnx").rmdir(), "model.onnx", "at the root"),
+    "q8 file missing": (lambda m: _remove(m / "onnx" / "model_quantized.onnx"), "onnx/model_quantized.onnx", "dtype 'q8'"),
+    "unsupported architecture": (lambda m: (m / "config.json").write_text(json.dumps(
+        json.loads((m / "config.json").read_text()) | {"model_type": "t5"})), "config.json", "'t5' is not an architecture"),
+    "prompt template missing": (lambda m: _remove(m / "prompt_template.json"), "prompt_template.json", "missing"),
+    "config is an HTML page": (lambda m: (m / "config.json").write_text("<!DOCTYPE html><html></html>"),
+                               "config.json", "not valid JSON"),
+}
+
+
+@pytest.mark.parametrize("breakage", BREAKAGES, ids=list(BREAKAGES))
+def test_layout_checker_diagnoses_each_broken_folder(breakage, exported_gpt2, tmp_path):
+    model = _copy(exported_gpt2, tmp_path)
+    damage, file, words = BREAKAGES[breakage]
+    damage(model)
+    errors = [p for p in export.check_model_folder(model) if p.severity == "error"]
+    assert any(file in p.file and words in p.message for p in errors), export.explain(errors)
+    assert "fix:" in export.explain(errors)
+    with pytest.raises(export.ModelFolderError, match=file.split("/")[-1].replace(".", r"\.")):
+        export.require_good_folder(model)
+
+
+def test_explain_says_when_all_is_well(exported_gpt2):
+    assert export.explain(export.check_model_folder(exported_gpt2)) == "The model folder is ready for Transformers.js."
+    assert "is not a folder" in export.explain(export.check_model_folder(exported_gpt2 / "nope"))
+
+
+def test_export_refuses_a_folder_without_a_model(tmp_path):
+    with pytest.raises(export.ExportError, match="no config.json"):
+        export.export_onnx(tmp_path, tmp_path / "out")
+
+
+def test_export_model_reads_chapter_05_and_writes_chapter_06(tmp_path, tiny_gpt2_dir, pair_splits):
+    params = get_profile("tiny") | {"export_eval_pairs": 12, "export_check_prompts": 2, "export_greedy_tokens": 8}
+    with pytest.raises(course.MissingInputError, match="05_finetune"):
+        export.export_model(params, tmp_path)
+    shutil.copytree(tiny_gpt2_dir, tmp_path / "05_finetune" / "model")
+    save_pairs(pair_splits, tmp_path / "03_pairs")
+    result = export.export_model(params, tmp_path)
+    assert result.model_dir == tmp_path / "06_export" / "model"
+    assert export.check_model_folder(result.model_dir, ["fp32", "q8", "fp16"]) == []
+    metrics = result.metrics()
+    assert metrics["greedy_match"] and metrics["max_logit_diff"] < params["export_atol"]
+    assert set(metrics["sizes_mb"]) == {"fp32", "q8", "fp16"}  # GPT-2: no q4 (Gemm layers)
+    card = (result.model_dir / "README.md").read_text()
+    assert "CC BY-SA 3.0" in card and "model_quantized.onnx" in card and "finetune_learning_rate" in card
+    assert not list((tmp_path / "06_export").glob(".model.*")), "no staging folder left behind"

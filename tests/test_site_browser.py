@@ -1,0 +1,144 @@
+"""The page in a real browser: Debian's Chromium, headless, driven by Playwright.
+
+The site is built (npm ci + vendor copy, cached in site/node_modules and site/vendor), the tiny
+exported models are deployed into site/models/, and the page must generate greedily exactly what
+the onnxruntime-Python reference decoder generates, token for token. This test is never skipped:
+without Chromium or npm it fails and says what to install.
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from helpers import deploy, export, prompt
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+MODELS = {"test-tiny-gpt2": "exported_gpt2", "test-tiny-llama": "exported_llama"}
+INSTRUCTION = "Explain Albedo."
+
+
+@pytest.fixture(scope="module")
+def site_url(request):
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: the browser test needs Debian's Chromium. Install it with "
+                    "`sudo apt-get install -y chromium` (scripts/setup.sh does it as root), then `npm ci` in site/")
+    try:
+        deploy.build_site()
+    except deploy.SiteBuildError as error:
+        pytest.fail(f"could not build site/: {error}\nRun `cd site && ONNXRUNTIME_NODE_INSTALL=skip npm ci --ignore-scripts "
+                    "&& npm run vendor` (scripts/setup.sh does it)")
+    deployed = [deploy.deploy_model(request.getfixturevalue(fixture), deploy.SITE_DIR, name) for name, fixture in MODELS.items()]
+    server, url = deploy.serve(deploy.SITE_DIR)
+    yield url
+    server.shutdown()
+    server.server_close()
+    for folder in deployed:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        # Debian's Chromium, never a download: Playwright's own browsers cannot be fetched here.
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture()
+def page(browser):
+    context = browser.new_context()
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.errors = errors
+    yield page
+    context.close()
+
+
+def _open(page, url: str, query: str) -> dict:
+    page.goto(f"{url}index.html?{query}")
+    page.wait_for_function("window.courseApp && (window.courseApp.ready || window.courseApp.error)", timeout=120_000)
+    return page.evaluate("({ready: courseApp.ready, error: courseApp.error, device: courseApp.device})")
+
+
+def _generate(page, instruction: str, max_new_tokens: int, wait: bool = True) -> dict | None:
+    page.uncheck("#do_sample")
+    page.fill("#repetition_penalty", "1")
+    page.fill("#max_new_tokens", str(max_new_tokens))
+    page.fill("#instruction", instruction)
+    page.click("#generate")
+    if not wait:
+        return None
+    page.wait_for_function("courseApp.result || courseApp.error", timeout=120_000)
+    return page.evaluate("courseApp.result")
+
+
+@pytest.mark.parametrize("model,dtype", [("test-tiny-gpt2", "fp32"), ("test-tiny-gpt2", "q8"),
+                                         ("test-tiny-llama", "fp32"), ("test-tiny-llama", "q8")])
+def test_page_generates_what_onnxruntime_python_generates(site_url, page, model, dtype):
+    state = _open(page, site_url, f"model={model}&dtype={dtype}")
+    assert state["ready"], state["error"]
+    assert state["device"] == "wasm"  # --disable-gpu: no WebGPU adapter, so the fallback must work
+    assert page.text_content("#backend").startswith("WASM")
+    result = _generate(page, INSTRUCTION, 20)
+    expected = export.reference_generation(deploy.SITE_DIR / "models" / model, INSTRUCTION, dtype=dtype, max_new_tokens=20)
+    assert result["tokenIds"] == expected["token_ids"]
+    assert result["rawText"] == expected["text"]
+    assert page.text_content("#output") == result["text"]
+    assert not page.errors
+
+
+def test_progress_events_arrive_per_file(site_url, page):
+    assert _open(page, site_url, "model=test-tiny-gpt2&dtype=q8")["ready"]
+    events = page.evaluate("courseApp.events.filter(e => e.type === 'progress')")
+    files = {event["file"] for event in events if event.get("file")}
+    assert {"config.json", "tokenizer.json", "onnx/model_quantized.onnx"} <= files
+    assert any(e["status"] == "done" and e["file"] == "onnx/model_quantized.onnx" for e in events)
+    assert page.locator("#progress li").count() >= 3
+
+
+def test_page_prompt_is_byte_identical_to_python(site_url, page):
+    assert _open(page, site_url, "model=test-tiny-gpt2&dtype=q8")["ready"]
+    for instruction in ["Explain Albedo.", "  What costs $& or $1?\n", "Line one\nline two"]:
+        assert page.evaluate("(text) => courseApp.formatPrompt(text)", instruction) == prompt.format_prompt(instruction)
+
+
+def test_main_thread_stays_responsive_and_stop_interrupts(site_url, page):
+    assert _open(page, site_url, "model=test-tiny-llama&dtype=fp32")["ready"]
+    _generate(page, INSTRUCTION, 400, wait=False)
+    page.wait_for_function("courseApp.events.some(e => e.type === 'token')", timeout=60_000)
+    # the main thread answers while the worker generates: an evaluation and a click both go through
+    assert page.evaluate("courseApp.generating && !courseApp.result") is True
+    page.click("#stop")
+    page.wait_for_function("courseApp.result || courseApp.error", timeout=60_000)
+    result = page.evaluate("courseApp.result")
+    assert result["interrupted"] and 0 < result["tokens"] < 400
+    assert page.text_content("#status") == "Stopped."
+
+
+def test_missing_model_is_reported_by_name_not_as_a_json_error(site_url, page):
+    state = _open(page, site_url, "model=not-deployed")
+    assert not state["ready"]
+    message = page.text_content("#error")
+    assert "not-deployed" in message and "config.json" in message and "404" in message
+    assert "python -m helpers.deploy" in message and "DOCTYPE" not in message
+
+
+def test_missing_dtype_file_is_reported(site_url, page):
+    state = _open(page, site_url, "model=test-tiny-gpt2&dtype=q4")  # GPT-2 has no q4 export
+    assert not state["ready"]
+    assert "onnx/model_q4.onnx" in page.text_content("#error")
+
+
+def test_model_output_is_text_never_html(site_url, page):
+    assert _open(page, site_url, "model=test-tiny-gpt2&dtype=q8")["ready"]
+    result = _generate(page, INSTRUCTION, 8)
+    assert page.locator("#output *").count() == 0  # textContent only: no element ever parsed from output
+    assert page.text_content("#output") == result["text"]
