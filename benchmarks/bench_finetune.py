@@ -54,25 +54,47 @@ H200_BF16_DENSE_PEAK = 989.4e12  # FLOP/s, NVIDIA's datasheet (SXM), without spa
 class CountingCollator:
     """Wraps a collator and adds up the real (non-pad) tokens of every batch it builds."""
 
-    def __init__(self, inner, count):
-        self.inner, self.count, self.real_tokens, self.real_lengths = inner, count, 0, []
+    def __init__(self, inner):
+        self.inner, self.real_tokens = inner, 0
 
     def __call__(self, features):
         batch = self.inner(features)
-        lengths = self.count(features, batch)
-        self.real_tokens += sum(lengths)
-        self.real_lengths.extend(lengths)
+        self.real_tokens += int(batch["attention_mask"].sum())
         return batch
 
 
+class StepProfiler:
+    """Trainer callback: a torch.profiler trace over a few steps after the warm-up; prints the top kernels."""
+
+    def __init__(self, start: int, steps: int):
+        from transformers import TrainerCallback
+
+        outer = self
+        self.profiler = None
+
+        class _Callback(TrainerCallback):
+            def on_step_end(self, args, state, control, **kwargs):
+                if state.global_step == start:
+                    outer.profiler = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA])
+                    outer.profiler.__enter__()
+                elif state.global_step == start + steps and outer.profiler is not None:
+                    torch.cuda.synchronize()
+                    outer.profiler.__exit__(None, None, None)
+                    print(outer.profiler.key_averages().table(sort_by="cuda_time_total", row_limit=30, max_name_column_width=70))
+
+        self.callback = _Callback()
+
+
 class StepTimer:
-    """Trainer callback: host time, real tokens and examples at the end of the warm-up and of the run.
+    """Trainer callback: host time and real tokens at the end of the warm-up and of the run.
 
     The GPU is synchronized at those two steps only: a synchronization at every step would leave the
-    GPU idle while the host prepares the next batch, which is not how training runs.
+    GPU idle while the host prepares the next batch, which is not how training runs. Real tokens
+    come from ``count()``: the Trainer state's count (``CourseTrainer`` counts on the main process,
+    so DataLoader workers may build the batches) or a counting collator.
     """
 
-    def __init__(self, warmup: int, last: int):
+    def __init__(self, warmup: int, last: int, count):
         from transformers import TrainerCallback
 
         outer = self
@@ -84,10 +106,9 @@ class StepTimer:
                 if torch.cuda.is_available():
                     torch.cuda.synchronize()
                 outer.times.append(time.perf_counter())
-                outer.tokens.append(outer.collator.real_tokens)
-                outer.lengths.append(len(outer.collator.real_lengths))
+                outer.tokens.append(count(state))
 
-        self.callback, self.times, self.tokens, self.lengths, self.collator = _Callback(), [], [], [], None
+        self.callback, self.times, self.tokens = _Callback(), [], []
 
 
 def rank() -> int:
@@ -122,8 +143,14 @@ def build_model(vocab_size: int, dtype=torch.float32):
     return GPT2LMHeadModel(config).to(dtype)
 
 
-def flops_per_example(config, length: int, n_multiplying: int) -> float:
-    return 6 * n_multiplying * length + 12 * config.n_layer * config.n_embd * length * length
+def flops_per_token(config, lengths: list[int], n_multiplying: int) -> float:
+    """6·N, plus attention at 12·layers·width·length, averaged over the tokens of examples of these lengths.
+
+    A token of an example of length L attends over L positions; averaged over tokens (not examples)
+    that is E[L²] / E[L].
+    """
+    attention_span = sum(n * n for n in lengths) / sum(lengths)
+    return 6 * n_multiplying + 12 * config.n_layer * config.n_embd * attention_span
 
 
 def repeated(pairs: list[dict[str, str]], n: int, seed: int = 0) -> list[dict[str, str]]:
@@ -140,7 +167,6 @@ def run_variant(name: str, pairs, tokenizer, args) -> dict[str, Any]:
     n_multiplying = sum(p.numel() for n_, p in model.named_parameters() if "wpe" not in n_)
     out_dir = Path(args.work) / f"{name}-rank{rank()}"
     steps = args.steps + args.warmup
-    timer = StepTimer(args.warmup, steps)
     if name == "tutorial":
         # What most tutorials do: a pad token borrowed from eos, every example padded to 512, the
         # labels a copy of the inputs (the collator masks pads), fp32, batch 4, the default optimizer.
@@ -152,8 +178,9 @@ def run_variant(name: str, pairs, tokenizer, args) -> dict[str, Any]:
         texts = [format_training_text(p["instruction"], p["response"], tutorial_tokenizer.eos_token) for p in pairs]
         encoded = tutorial_tokenizer(texts, padding="max_length", max_length=512, truncation=True)
         data = datasets.Dataset.from_dict({"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]})
-        inner = DataCollatorForLanguageModeling(tutorial_tokenizer, mlm=False)
-        collator = CountingCollator(inner, lambda features, batch: [int(sum(f["attention_mask"])) for f in features])
+        collator = CountingCollator(DataCollatorForLanguageModeling(tutorial_tokenizer, mlm=False))
+        timer = StepTimer(args.warmup, steps, lambda state: collator.real_tokens)
+        lengths = [sum(mask) for mask in encoded["attention_mask"]]
         training_args = TrainingArguments(
             output_dir=str(out_dir), per_device_train_batch_size=4, max_steps=steps, learning_rate=5e-5,
             save_strategy="no", report_to="none", logging_steps=10**9, disable_tqdm=True,
@@ -163,19 +190,23 @@ def run_variant(name: str, pairs, tokenizer, args) -> dict[str, Any]:
         params = get_profile(args.profile)
         max_length = finetune.context_length(model, params["finetune_max_length"])
         data = finetune.tokenize_pairs(pairs, tokenizer, max_length=max_length, truncate=True)
-        inner = finetune.RightPaddingCollator(finetune.pad_token_id(tokenizer), pad_to_multiple_of=8)
-        collator = CountingCollator(inner, lambda features, batch: [len(f["input_ids"]) for f in features])
+        collator = finetune.RightPaddingCollator(finetune.pad_token_id(tokenizer), pad_to_multiple_of=8)
+        timer = StepTimer(args.warmup, steps, lambda state: state.num_input_tokens_seen)
+        lengths = list(data["length"])
         precision = args.precision or finetune.choose_precision()
         params |= {"finetune_batch_size": args.batch_size, "finetune_torch_compile": args.compile}
         training_args = finetune.training_arguments(
             params, out_dir, learning_rate=params["finetune_learning_rate"], precision=precision,
             max_steps=steps, eval_strategy="no", save_strategy="no", load_best_model_at_end=False,
-            logging_steps=10**9, disable_tqdm=True, include_num_input_tokens_seen="no",
+            logging_steps=10**9, disable_tqdm=True,
+            **({} if args.workers is None else {"dataloader_num_workers": args.workers}),
         )
-    timer.collator = collator
     trainer_class = Trainer if name == "tutorial" else finetune.CourseTrainer
+    callbacks = [timer.callback]
+    if args.profile_steps:
+        callbacks.append(StepProfiler(args.warmup, args.profile_steps).callback)
     trainer = trainer_class(model=model, args=training_args, train_dataset=data, data_collator=collator,
-                            callbacks=[timer.callback])
+                            callbacks=callbacks)
     on_gpu = torch.cuda.is_available()
     if on_gpu:
         torch.cuda.reset_peak_memory_stats()
@@ -186,8 +217,7 @@ def run_variant(name: str, pairs, tokenizer, args) -> dict[str, Any]:
 
     seconds = timer.times[-1] - timer.times[0]
     real_tokens = timer.tokens[-1] - timer.tokens[0]
-    timed_lengths = collator.real_lengths[timer.lengths[0]:timer.lengths[-1]]
-    flops = sum(flops_per_example(model.config, n, n_multiplying) for n in timed_lengths)
+    flops = real_tokens * flops_per_token(model.config, lengths, n_multiplying)
     return {
         "variant": name,
         "rank": rank(),
@@ -201,7 +231,8 @@ def run_variant(name: str, pairs, tokenizer, args) -> dict[str, Any]:
         "wall_seconds_with_warmup": round(wall, 2),
         "real_tokens": real_tokens,
         "real_tokens_per_s": round(real_tokens / seconds, 1),
-        "mean_real_length": round(sum(timed_lengths) / max(len(timed_lengths), 1), 1),
+        "mean_real_length": round(sum(lengths) / len(lengths), 1),
+        "dataloader_workers": training_args.dataloader_num_workers,
         "model_tflops_per_s": round(flops / seconds / 1e12, 2),
         "peak_memory_gib": round(peak_memory / 2**30, 2),
     }
@@ -233,6 +264,8 @@ def main() -> int:
     parser.add_argument("--precision", choices=["bf16", "fp16", "fp32"], help="default: choose_precision()")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model (course variant)")
     parser.add_argument("--whole-graph-ddp", action="store_true", help="with --compile under torchrun: no DDPOptimizer graph splits")
+    parser.add_argument("--workers", type=int, default=None, help="DataLoader worker processes (default: the course's choice)")
+    parser.add_argument("--profile-steps", type=int, default=0, help="print a CUDA kernel profile of this many steps")
     parser.add_argument("--label", default="", help="a name for this configuration in the output")
     parser.add_argument("--work", type=Path, default=Path("/tmp/bench_finetune"))
     parser.add_argument("--smoke-cpu", action="store_true", help="run a few steps on the CPU to check the script")

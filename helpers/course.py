@@ -26,6 +26,7 @@ NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 
 # Chapter key -> notebook stem. The key names the chapter's folder in the run.
 CHAPTERS: dict[str, str] = {
+    "00_primer": "00_transformers_primer",
     "01_dump": "01_dump_parsing",
     "02_cleaning": "02_cleaning",
     "03_pairs": "03_pairing",
@@ -33,6 +34,7 @@ CHAPTERS: dict[str, str] = {
     "05_finetune": "05_fine_tuning",
     "06_export": "06_onnx_export",
     "07_deploy": "07_browser_deploy",
+    "08_troubleshooting": "08_troubleshooting",
 }
 
 

@@ -27,7 +27,7 @@ import shutil
 import tempfile
 import time
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -281,12 +281,21 @@ def export_onnx(
 # ---------------------------------------------------------------------------------------------
 
 
-def onnx_session(path: Path | str) -> Any:
-    """An onnxruntime CPU session for one ONNX file (external data is found beside it)."""
+def onnx_session(path: Path | str, *, threads: int | None = None) -> Any:
+    """An onnxruntime CPU session for one ONNX file (external data is found beside it).
+
+    ``threads`` sets ``intra_op_num_threads`` (and one inter-op thread), e.g. to compare with the
+    browser's WASM thread count; None leaves onnxruntime's default (one per physical core).
+    """
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3  # the fp16/q4 graphs warn about CPU fallbacks; nothing actionable
+    if threads is not None:
+        if threads < 1:
+            raise ValueError(f"threads must be at least 1, not {threads}")
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
     return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
@@ -320,12 +329,15 @@ def onnx_forward(session: Any, input_ids: Sequence[int], past: dict[str, np.ndar
 
 
 def greedy_generate(session: Any, input_ids: Sequence[int], *, max_new_tokens: int,
-                    eos_token_id: int | Sequence[int] | None = None) -> list[int]:
+                    eos_token_id: int | Sequence[int] | None = None,
+                    on_token: Callable[[int], None] | None = None) -> list[int]:
     """Greedy decoding with the key/value cache, in plain onnxruntime; returns the new token ids.
 
     The prompt goes through once, then one token per step with the cache, exactly as Transformers.js
     runs the same graph, so the browser's greedy output must equal this one token for token.
-    Generation stops after ``max_new_tokens`` or on an end-of-sequence token (which is kept).
+    Generation stops after ``max_new_tokens`` or on an end-of-sequence token (which is kept);
+    ``eos_token_id=None`` never stops early. ``on_token(token)`` is called as each new token is
+    chosen (``benchmarks/bench_browser.py`` timestamps the tokens with it).
     """
     stops = {eos_token_id} if isinstance(eos_token_id, int) else set(eos_token_id or ())
     logits, past = onnx_forward(session, input_ids)
@@ -333,6 +345,8 @@ def greedy_generate(session: Any, input_ids: Sequence[int], *, max_new_tokens: i
     for _ in range(max_new_tokens):
         token = int(np.argmax(logits[0, -1]))
         generated.append(token)
+        if on_token is not None:
+            on_token(token)
         if token in stops:
             break
         logits, past = onnx_forward(session, [token], past, past_length=length)

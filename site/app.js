@@ -13,6 +13,8 @@ const query = new URLSearchParams(location.search);
 const modelName = query.get("model") ?? "course-model";
 const dtype = query.get("dtype") ?? "q8"; // q8: Transformers.js's own default on WASM
 const device = query.get("device") ?? "auto"; // auto: WebGPU when the browser has an adapter, else WASM
+// WASM threads (benchmarks/bench_browser.py): absent, ONNX Runtime Web picks min(4, ceil(cores / 2)).
+const threads = query.has("threads") ? Number(query.get("threads")) : null;
 
 const $ = (id) => document.getElementById(id);
 const ui = {
@@ -23,7 +25,9 @@ const ui = {
 const CONTROLS = ["do_sample", "temperature", "top_k", "top_p", "repetition_penalty", "max_new_tokens"];
 
 // What the tests (and a curious reader in the console) can inspect.
-const state = { events: [], progress: {}, ready: false, generating: false, result: null, error: null, template: null, presets: {} };
+const state = { events: [], progress: {}, ready: false, generating: false, result: null, error: null, template: null, presets: {},
+  // timings (ms since the page started): when the worker was asked to load, when the model was ready
+  timings: {}, extraGenerationOptions: {} }; // extraGenerationOptions: merged into generate() (benchmarks)
 window.courseApp = state;
 state.formatPrompt = (instruction) => formatPrompt(state.template, instruction); // for the tests
 
@@ -133,7 +137,7 @@ function generationOptions() {
   // the streamer and the stop flag follow one sequence, and the page shows tokens as they come.
   const options = { do_sample: doSample, num_beams: 1, max_new_tokens: number("max_new_tokens"), repetition_penalty: number("repetition_penalty") };
   if (doSample) Object.assign(options, { temperature: number("temperature"), top_k: number("top_k"), top_p: number("top_p") });
-  return options;
+  return { ...options, ...state.extraGenerationOptions };
 }
 
 function renderProgress(event) {
@@ -174,6 +178,9 @@ function startWorker() {
       case "ready":
         state.ready = true;
         state.device = data.device;
+        state.timings.ready = performance.now();
+        state.timings.pipelineLoad = data.loadMs; // the worker's pipeline() call alone
+        state.numThreads = data.numThreads;
         ui.backend.textContent = data.device === "webgpu" ? "WebGPU" : `WASM (CPU${self.crossOriginIsolated ? ", multithreaded" : ", single thread"})`;
         ui.status.textContent = `Ready${data.fallbackFrom ? " (WebGPU failed, using WASM)" : ""}.`;
         ui.generate.disabled = false;
@@ -226,7 +233,8 @@ function startWorker() {
   });
   ui.preset.addEventListener("change", () => applyPreset(ui.preset.value));
   for (const key of CONTROLS) $(key).addEventListener("input", () => { ui.preset.value = "custom"; });
-  worker.postMessage({ type: "load", model: modelName, dtype, device, stopFlag });
+  state.timings.loadRequested = performance.now();
+  worker.postMessage({ type: "load", model: modelName, dtype, device, stopFlag, threads });
 }
 
 async function main() {

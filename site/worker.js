@@ -33,7 +33,10 @@ async function webgpuAvailable() {
   }
 }
 
-async function load({ model, dtype, device }) {
+async function load({ model, dtype, device, threads }) {
+  // Before the first session: ONNX Runtime Web reads it once. Without cross-origin isolation it uses 1.
+  if (Number.isInteger(threads) && threads > 0) env.backends.onnx.wasm.numThreads = threads;
+  const begin = performance.now();
   const wanted = device === "auto" || !device ? ((await webgpuAvailable()) ? "webgpu" : "wasm") : device;
   const progress_callback = (event) => self.postMessage({ type: "progress", ...event });
   const tryDevice = async (dev) => {
@@ -42,13 +45,14 @@ async function load({ model, dtype, device }) {
   };
   try {
     generator = await tryDevice(wanted);
-    self.postMessage({ type: "ready", model, dtype, device: wanted });
+    self.postMessage({ type: "ready", model, dtype, device: wanted, loadMs: performance.now() - begin, numThreads: env.backends.onnx.wasm.numThreads });
   } catch (error) {
     if (wanted !== "webgpu") throw error;
     // A GPU the browser exposes but cannot run this graph on: fall back to WASM and say so.
     self.postMessage({ type: "status", text: `WebGPU failed (${error.message}); falling back to WASM` });
     generator = await tryDevice("wasm");
-    self.postMessage({ type: "ready", model, dtype, device: "wasm", fallbackFrom: "webgpu" });
+    self.postMessage({ type: "ready", model, dtype, device: "wasm", fallbackFrom: "webgpu", loadMs: performance.now() - begin,
+                       numThreads: env.backends.onnx.wasm.numThreads });
   }
 }
 
@@ -56,7 +60,9 @@ async function generate({ prompt, options }) {
   if (!generator) throw new Error("no model loaded yet");
   stopper.reset();
   const tokenIds = [];
+  const tokenTimes = []; // ms after generate() began at which each new token arrived
   let started = null;
+  let begin = null;
   const streamer = new TextStreamer(generator.tokenizer, {
     skip_prompt: true,
     skip_special_tokens: true,
@@ -67,10 +73,13 @@ async function generate({ prompt, options }) {
     token_callback_function: (tokens) => {
       if (stopFlag && Atomics.load(stopFlag, 0) === 1) stopper.interrupt();
       started ??= performance.now();
-      for (const token of tokens) tokenIds.push(Number(token));
+      for (const token of tokens) {
+        tokenIds.push(Number(token));
+        tokenTimes.push(performance.now() - begin);
+      }
     },
   });
-  const begin = performance.now();
+  begin = performance.now();
   const [output] = await generator(prompt, {
     ...options,
     return_full_text: false,
@@ -82,6 +91,7 @@ async function generate({ prompt, options }) {
     type: "complete",
     text: output.generated_text,
     tokenIds,
+    tokenTimes,
     tokens: tokenIds.length,
     seconds,
     tps: seconds > 0 ? tokenIds.length / seconds : null,

@@ -55,35 +55,35 @@ def _notebook(path, *sources):
 
 
 def test_runner_records_time_saves_executed_notebooks_and_stops_at_a_failure(tmp_path):
+    (first, first_nb), (second, second_nb), (third, third_nb) = list(course.CHAPTERS.items())[:3]
     notebooks = tmp_path / "notebooks"
     notebooks.mkdir()
     _notebook(
-        notebooks / "01_dump_parsing.ipynb",
+        notebooks / f"{first_nb}.ipynb",
         "from helpers import course\nrun = course.resolve_run_dir(profile, run_dir)\n"
-        "course.record_chapter(run, '01_dump', metrics={'articles_kept': 3})",
+        f"course.record_chapter(run, {first!r}, metrics={{'articles_kept': 3}})",
     )
-    _notebook(notebooks / "02_cleaning.ipynb", "x = 1", "raise ValueError('no articles to clean')")
-    _notebook(notebooks / "03_pairing.ipynb", "raise AssertionError('must not run after a failure')")
+    _notebook(notebooks / f"{second_nb}.ipynb", "x = 1", "raise ValueError('no articles to clean')")
+    _notebook(notebooks / f"{third_nb}.ipynb", "raise AssertionError('must not run after a failure')")
 
     with pytest.raises(RuntimeError) as error:
         course.run_course("tiny", runs_root=tmp_path / "runs", notebooks_dir=notebooks)
     message = str(error.value)
-    assert "02_cleaning" in message and "ValueError: no articles to clean" in message
+    assert second in message and "ValueError: no articles to clean" in message
     assert "cell [4] `raise ValueError('no articles to clean')`" in message  # [3]: papermill's injected cell
 
     summary = course.read_summary(tmp_path / "runs" / "tiny")
-    first, second = summary["chapters"]["01_dump"], summary["chapters"]["02_cleaning"]
-    assert first["status"] == "ok" and first["metrics"] == {"articles_kept": 3} and first["wall_seconds"] > 0
-    assert second["status"] == "failed" and "no articles to clean" in second["error"]
-    assert "03_pairs" not in summary["chapters"]
-    assert (tmp_path / "runs" / "tiny" / "01_dump" / "01_dump_parsing.executed.ipynb").exists()
+    ran, failed = summary["chapters"][first], summary["chapters"][second]
+    assert ran["status"] == "ok" and ran["metrics"] == {"articles_kept": 3} and ran["wall_seconds"] > 0
+    assert failed["status"] == "failed" and "no articles to clean" in failed["error"]
+    assert third not in summary["chapters"]
+    assert (tmp_path / "runs" / "tiny" / first / f"{first_nb}.executed.ipynb").exists()
 
     # resuming from the failed chapter skips what already ran
-    _notebook(notebooks / "02_cleaning.ipynb", "x = 1")
-    _notebook(notebooks / "03_pairing.ipynb", "y = 2")
-    first_three = list(course.CHAPTERS)[:3]
+    _notebook(notebooks / f"{second_nb}.ipynb", "x = 1")
+    _notebook(notebooks / f"{third_nb}.ipynb", "y = 2")
     summary = course.run_course(
-        "tiny", runs_root=tmp_path / "runs", notebooks_dir=notebooks, from_chapter="02_cleaning", only=first_three
+        "tiny", runs_root=tmp_path / "runs", notebooks_dir=notebooks, from_chapter=second, only=[first, second, third]
     )
-    assert [summary["chapters"][c]["status"] for c in first_three] == ["ok", "ok", "ok"]
-    assert summary["chapters"]["02_cleaning"]["error"] is None
+    assert [summary["chapters"][c]["status"] for c in (first, second, third)] == ["ok", "ok", "ok"]
+    assert summary["chapters"][second]["error"] is None

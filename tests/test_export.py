@@ -85,6 +85,18 @@ def test_reference_generation_decodes_the_page_prompt_greedily(exported_llama):
         ids.append(token)
 
 
+def test_session_threads_and_token_callback(exported_llama):
+    path = exported_llama / "onnx" / "model.onnx"
+    session = export.onnx_session(path, threads=1)
+    assert session.get_session_options().intra_op_num_threads == 1
+    with pytest.raises(ValueError):
+        export.onnx_session(path, threads=0)
+    seen: list[int] = []
+    ids = export.greedy_generate(session, [5, 17, 99], max_new_tokens=10, eos_token_id=None, on_token=seen.append)
+    assert seen == ids and len(ids) == 10  # no eos: exactly max_new_tokens
+    assert ids == export.greedy_generate(export.onnx_session(path, threads=2), [5, 17, 99], max_new_tokens=10)
+
+
 def test_external_data_is_named_and_declared_for_transformers_js(tiny_llama_dir, exported_llama, tmp_path):
     out = export.export_onnx(tiny_llama_dir, tmp_path / "model", dtypes=("fp32", "q8"), external_data=True)
     assert (out / "onnx" / "model.onnx_data").exists() and (out / "onnx" / "model_quantized.onnx_data").exists()

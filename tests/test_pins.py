@@ -96,3 +96,29 @@ def test_pinned_packages_accept_each_others_pins():
                     conflicts.append(f"{name} requires {requirement}, but {other}=={pins[other]} is pinned")
     assert checked > 10, "too few inter-package requirements were checked to mean anything"
     assert not conflicts, "\n".join(conflicts)
+
+
+def test_constraints_txt_is_exactly_pyprojects_pins_in_order():
+    lines = [line.strip() for line in (REPO_ROOT / "constraints.txt").read_text().splitlines()
+             if line.strip() and not line.startswith("#")]
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    expected = project["dependencies"] + sum(project["optional-dependencies"].values(), [])
+    assert lines == expected, "regenerate constraints.txt from pyproject.toml (same pins, same order)"
+
+
+INSTALL_CELL = ("if \"google.colab\" in sys.modules:", "!pip install -c constraints.txt -e .")
+
+
+@pytest.mark.parametrize("twin", sorted((REPO_ROOT / "notebooks").glob("[0-9][0-9]_*.md")), ids=lambda p: p.name)
+def test_every_notebook_installs_with_the_constraints_on_colab_only(twin):
+    import jupytext
+
+    cells = [c for c in jupytext.read(twin).cells if c.cell_type == "code"]
+    parameters = next(i for i, c in enumerate(cells) if "parameters" in c.metadata.get("tags", []))
+    install = cells[parameters + 1].source
+    assert all(part in install for part in INSTALL_CELL), (
+        f"{twin.name}: the first code cell after the parameters must install on Colab only with "
+        f"`pip install -c constraints.txt -e .` (docs/notebook_template.md)")
+    pip_lines = [line.strip() for c in cells for line in c.source.splitlines() if "pip install" in line]
+    assert all("-c constraints.txt" in line for line in pip_lines), f"{twin.name}: unconstrained pip install {pip_lines}"
+    assert "colab.setup_report(" in cells[parameters + 2].source, f"{twin.name}: report the GPU and precision after installing"

@@ -142,3 +142,18 @@ def test_model_output_is_text_never_html(site_url, page):
     result = _generate(page, INSTRUCTION, 8)
     assert page.locator("#output *").count() == 0  # textContent only: no element ever parsed from output
     assert page.text_content("#output") == result["text"]
+
+
+def test_threads_timings_and_token_times_for_the_benchmark(site_url, page):
+    # benchmarks/bench_browser.py: ?threads= sets ONNX Runtime Web's WASM threads; timings and per-token times come back
+    state = _open(page, site_url, "model=test-tiny-gpt2&dtype=q8&device=wasm&threads=1")
+    assert state["ready"], state["error"]
+    assert page.evaluate("courseApp.numThreads") == 1
+    timings = page.evaluate("courseApp.timings")
+    assert 0 < timings["loadRequested"] < timings["ready"] and 0 < timings["pipelineLoad"] <= timings["ready"]
+    page.evaluate("courseApp.extraGenerationOptions = { min_new_tokens: 12 }")  # eos masked: exactly 12 tokens
+    result = _generate(page, INSTRUCTION, 12)
+    assert result["tokens"] == 12 and len(result["tokenTimes"]) == 12
+    assert all(a <= b for a, b in zip(result["tokenTimes"], result["tokenTimes"][1:]))
+    assert result["tokenTimes"][-1] <= result["seconds"] * 1000
+    assert not page.errors

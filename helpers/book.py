@@ -1,0 +1,177 @@
+"""The course-book (``myst.yml``) validated offline with mystmd, warnings failing.
+
+``python -m helpers.book check`` runs ``myst build --site --strict --ci`` on a copy of the book, which
+parses every page and notebook of the table of contents and resolves every cross-reference, link to
+a page and image, and fails when mystmd reports any error *or warning* (``--strict`` alone exits 0
+on warnings, so the log is read too).
+
+Two things need the network in a real site build, and are replaced in the copy only:
+
+- the HTML theme (``site.template: book-theme``), which mystmd downloads: the copy points
+  ``site.template`` at a stub theme folder, so mystmd builds the site *content* (the same parsing and
+  reference resolution) and stops before the HTML;
+- remote images (the Colab badges), which mystmd downloads into its image cache: the copy seeds the
+  cache with a stand-in for each, so their names and extensions resolve. That these URLs exist is
+  checked online by the hosted workflow (``.github/workflows/book.yml``, ``myst build --html``).
+
+One known mismatch is removed from the copy's notebooks: jupytext 1.19 records
+``metadata.jupytext.default_lexer`` in every ``.ipynb`` it syncs (and writes it back on every sync),
+a key mystmd 1.11's page-frontmatter validator does not know ("'jupytext' extra key ignored").
+Only that key is dropped; any other frontmatter problem still fails.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from helpers.profiles import REPO_ROOT
+
+MYST_COMMAND = ["myst", "build", "--site", "--strict", "--ci"]
+# Not copied: run outputs, node modules, data and generated folders (the book does not use them).
+IGNORED = (".git", "_build", "runs", "nltk_data", "node_modules", "vendor", "models", "data",
+           "results", "*.egg-info", "__pycache__", ".ipynb_checkpoints", ".pytest_cache", ".whl", ".device")
+BOOK_DATA = ("data/README.md",)  # the only files under a data/ folder that the book needs
+LOCAL_LINK = re.compile(r"\]\(((?![a-z][a-z0-9+.-]*:|#|/)[^)\s]+)\)")
+REMOTE_IMAGE = re.compile(r"!\[[^\]]*\]\((https?://[^)\s]+)\)")
+PROBLEM = re.compile(r"^\s*(⚠️|⛔️?)\s*(.*)$")
+STUB_THEME = "myst: v1\nkind: site\ntitle: offline stub (helpers/book.py)\n"
+
+
+@dataclass
+class BookReport:
+    returncode: int
+    problems: list[str] = field(default_factory=list)
+    log: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0 and not self.problems
+
+
+def toc_files(root: Path = REPO_ROOT) -> list[str]:
+    """The files of ``myst.yml``'s table of contents, in order."""
+    config = yaml.safe_load((Path(root) / "myst.yml").read_text(encoding="utf-8"))
+
+    def walk(entries):
+        for entry in entries or []:
+            if "file" in entry:
+                yield entry["file"]
+            yield from walk(entry.get("children"))
+
+    return list(walk(config["project"]["toc"]))
+
+
+def copy_book(root: Path, dest: Path) -> Path:
+    """Copy what the book reads (sources, notebooks, READMEs, images) from ``root`` into ``dest``."""
+    shutil.copytree(root, dest, ignore=shutil.ignore_patterns(*IGNORED), symlinks=True)
+    for name in BOOK_DATA:
+        if (root / name).exists():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(root / name, dest / name)
+    return dest
+
+
+def prepare_offline(book: Path) -> list[str]:
+    """Point the copy's theme at a stub and seed mystmd's image cache; return the remote images."""
+    config_path = book / "myst.yml"
+    config = yaml.safe_load(config_path.read_text(encoding="utf-8"))
+    stub = book / "_build" / "offline-theme"
+    stub.mkdir(parents=True, exist_ok=True)
+    (stub / "template.yml").write_text(STUB_THEME, encoding="utf-8")
+    config.setdefault("site", {})["template"] = str(stub)
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    for notebook in book.rglob("*.ipynb"):
+        data = json.loads(notebook.read_text(encoding="utf-8"))
+        jupytext_meta = data.get("metadata", {}).get("jupytext")
+        if isinstance(jupytext_meta, dict) and "default_lexer" in jupytext_meta:
+            del jupytext_meta["default_lexer"]
+            if not jupytext_meta:
+                del data["metadata"]["jupytext"]
+            notebook.write_text(json.dumps(data, indent=1, ensure_ascii=False), encoding="utf-8")
+    cache = book / "_build" / "site" / "public"
+    cache.mkdir(parents=True, exist_ok=True)
+    urls: set[str] = set()
+    for page in toc_files(book):
+        path = book / page
+        if path.exists():
+            urls.update(REMOTE_IMAGE.findall(path.read_text(encoding="utf-8").replace('\\"', '"')))
+    for url in sorted(urls):  # mystmd names a downloaded image by the md5 of its URL
+        stem = hashlib.md5(url.encode()).hexdigest()
+        (cache / f"{stem}.svg").write_text(
+            '<svg xmlns="http://www.w3.org/2000/svg" width="1" height="1"/>', encoding="utf-8")
+    return sorted(urls)
+
+
+def run_myst(book: Path, timeout: float = 600) -> BookReport:
+    """Run mystmd's offline build in ``book`` and collect every warning and error it logs."""
+    if shutil.which(MYST_COMMAND[0]) is None:
+        raise FileNotFoundError("the `myst` command is missing: pip install -c constraints.txt -e '.[dev]' (mystmd)")
+    env = {**os.environ, "NO_UPDATE_NOTIFIER": "1", "CI": "1"}
+    done = subprocess.run(MYST_COMMAND, cwd=book, capture_output=True, text=True, timeout=timeout, env=env)
+    log = done.stdout + done.stderr
+    problems = []
+    for line in log.splitlines():
+        match = PROBLEM.match(line)
+        if match and not line.startswith("  - "):
+            problems.append(match.group(2).strip())
+    return BookReport(done.returncode, problems, log)
+
+
+def broken_local_links(root: Path = REPO_ROOT) -> list[str]:
+    """Links from a toc page to a repository file that does not exist (mystmd leaves them as links)."""
+    root = Path(root)
+    broken = []
+    for page in toc_files(root):
+        path = root / page
+        if not path.exists():
+            continue
+        text = path.read_text(encoding="utf-8")
+        for target in LOCAL_LINK.findall(text.replace('\\"', '"')):
+            file = target.split("#", 1)[0]
+            if file and not (path.parent / file).exists():
+                broken.append(f"{page} links to {target}, which does not exist")
+    return broken
+
+
+def check_book(root: Path | str = REPO_ROOT, timeout: float = 600) -> BookReport:
+    """Validate the book at ``root`` in a temporary copy (the repository is left untouched)."""
+    root = Path(root)
+    missing = [page for page in toc_files(root) if not (root / page).exists()]
+    with tempfile.TemporaryDirectory(prefix="book-") as tmp:
+        book = copy_book(root, Path(tmp) / "book")
+        prepare_offline(book)
+        report = run_myst(book, timeout=timeout)
+    report.problems[:0] = [f"myst.yml lists {page}, which does not exist" for page in missing]
+    report.problems += broken_local_links(root)
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Validate the course-book offline with mystmd (warnings fail).")
+    parser.add_argument("command", choices=["check"])
+    parser.add_argument("--root", type=Path, default=REPO_ROOT)
+    args = parser.parse_args(argv)
+    report = check_book(args.root)
+    if report.ok:
+        print(f"book ok: {len(toc_files(args.root))} pages, no warnings ({' '.join(MYST_COMMAND)})")
+        return 0
+    print(report.log, file=sys.stderr)
+    print(f"book has {len(report.problems)} problem(s) (myst exit {report.returncode}):", file=sys.stderr)
+    for problem in report.problems:
+        print(f"  - {problem}", file=sys.stderr)
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

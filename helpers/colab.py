@@ -1,0 +1,138 @@
+"""What every chapter's set-up cell reports: where it runs, which GPU, which precision, and Drive.
+
+The install itself is a notebook cell (it must run before ``helpers`` exists on a fresh Colab
+runtime): on Colab only, clone the repository and ``pip install -c constraints.txt -e .``, output
+visible. It installs the course's pinned ``torch==2.13.0`` even though Colab ships its own torch:
+on Linux x86-64 the PyPI wheel *is* the CUDA build (it pulls NVIDIA's CUDA runtime wheels), so the
+GPU works, and the notebooks run with exactly the versions the tests ran. It costs a couple of
+minutes on a fresh runtime, and nothing on the next chapters (pip sees the pins are satisfied).
+
+Then ``setup_report(params, mount_drive)``:
+
+- says whether this is Colab, the torch version, the GPU's name, memory and compute capability;
+- chooses the mixed precision with :func:`helpers.finetune.choose_precision` (bf16 from compute
+  capability 8.0, fp16 on a T4, fp32 on a CPU);
+- warns when a package was imported *before* the install replaced it (restart the session);
+- mounts Google Drive when asked (``mount_drive=True``), or by default when the profile keeps its
+  checkpoints there (``checkpoint_dir = "drive"``: colab, full) and this is Colab.
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+DRIVE_MOUNTPOINT = Path("/content/drive")
+# Packages whose already-imported version must match the installed one (else: restart the session).
+WATCHED = ("torch", "numpy", "transformers", "datasets", "pandas", "matplotlib")
+
+
+def on_colab() -> bool:
+    """True inside a Google Colab runtime."""
+    return "google.colab" in sys.modules
+
+
+@dataclass
+class SetupReport:
+    on_colab: bool
+    torch_version: str
+    device: str  # "cuda" or "cpu"
+    gpu_name: str | None
+    gpu_memory_gib: float | None
+    compute_capability: str | None
+    precision: str  # "bf16", "fp16" or "fp32"
+    drive: str | None = None  # the mounted MyDrive folder, when mounted
+    stale: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        where = "Google Colab" if self.on_colab else "not Colab (local or CI)"
+        out = [f"runtime:   {where}, torch {self.torch_version}"]
+        if self.device == "cuda":
+            out.append(f"GPU:       {self.gpu_name}, {self.gpu_memory_gib:.1f} GiB, compute capability {self.compute_capability}")
+        else:
+            out.append("GPU:       none (CPU): fine for the tiny profile; on Colab choose Runtime > Change runtime type > T4 GPU")
+        out.append(f"precision: {self.precision} (helpers.finetune.choose_precision)")
+        out.append(f"drive:     {self.drive or 'not mounted (checkpoints stay in the run folder)'}")
+        if self.stale:
+            out.append("RESTART NEEDED: " + ", ".join(self.stale) + " was imported before the install replaced it: "
+                       "Runtime > Restart session, then run the notebook again (the install is then skipped)")
+        return out
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def gpu_info() -> dict[str, Any]:
+    """The first CUDA GPU's name, memory (GiB) and compute capability, or ``device="cpu"``."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return {"device": "cpu", "gpu_name": None, "gpu_memory_gib": None, "compute_capability": None}
+    props = torch.cuda.get_device_properties(0)
+    major, minor = torch.cuda.get_device_capability(0)
+    return {
+        "device": "cuda",
+        "gpu_name": torch.cuda.get_device_name(0),
+        "gpu_memory_gib": round(props.total_memory / 2**30, 1),
+        "compute_capability": f"{major}.{minor}",
+    }
+
+
+def stale_modules(names: tuple[str, ...] = WATCHED) -> list[str]:
+    """Packages imported in this process at a version other than the one now installed."""
+    stale = []
+    for name in names:
+        module = sys.modules.get(name)
+        if module is None:
+            continue
+        loaded = str(getattr(module, "__version__", "")).split("+")[0]
+        try:
+            installed = metadata.version(name).split("+")[0]
+        except metadata.PackageNotFoundError:
+            continue
+        if loaded and loaded != installed:
+            stale.append(f"{name} {loaded} (installed: {installed})")
+    return stale
+
+
+def wants_drive(params: dict[str, Any] | None, mount_drive: bool | None) -> bool:
+    """``mount_drive`` when given; else mount on Colab when the profile checkpoints to Drive."""
+    if mount_drive is not None:
+        return bool(mount_drive)
+    return on_colab() and bool(params) and params.get("checkpoint_dir") == "drive"
+
+
+def mount_drive(mountpoint: Path | str | None = None) -> Path | None:
+    """Mount Google Drive on Colab (asks for authorisation once); return ``MyDrive``, or None elsewhere.
+
+    ``mountpoint``: where to mount (default ``/content/drive``, Colab's usual place).
+    """
+    mountpoint = Path(mountpoint) if mountpoint is not None else DRIVE_MOUNTPOINT
+    if not on_colab():
+        print("mount_drive: not on Colab, nothing mounted; checkpoints stay in the run folder")
+        return None
+    if not (mountpoint / "MyDrive").is_dir():
+        from google.colab import drive  # only importable on Colab
+
+        drive.mount(str(mountpoint))
+    return mountpoint / "MyDrive"
+
+
+def setup_report(params: dict[str, Any] | None = None, mount_drive: bool | None = None, *,
+                 show: bool = True) -> SetupReport:
+    """Report the runtime, GPU and precision (and mount Drive if wanted); print it unless ``show=False``."""
+    import torch
+
+    from helpers.finetune import choose_precision
+
+    drive = None
+    if wants_drive(params, mount_drive):
+        mounted = globals()["mount_drive"]()
+        drive = str(mounted) if mounted else None
+    report = SetupReport(on_colab=on_colab(), torch_version=torch.__version__, precision=choose_precision(),
+                         drive=drive, stale=stale_modules(), **gpu_info())
+    if show:
+        print("\n".join(report.lines()))
+    return report

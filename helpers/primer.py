@@ -1,0 +1,390 @@
+"""Chapter 00: a transformers primer, on the course's own tokenizer and model.
+
+What a learner needs before chapter 01: how text becomes tokens, what ``pipeline`` does, the classic
+pipeline tasks, attention written out in a few lines, positional encodings, a real attention map,
+and the three architecture families, tied to chapter 04's candidates.
+
+Chapter 00 runs first, so in a fresh run folder there is no course model yet. ``primer_model``
+then builds what the chapter needs in seconds and says so: the course tokenizer trained on the
+shipped tiny corpus, and an untrained tiny GPT-2.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerBase
+
+from helpers.profiles import REPO_ROOT
+
+CHAPTER = "00_primer"
+UNTRAINED_NOTE = "untrained: run the course once to see a trained model here"
+TINY_DUMP = REPO_ROOT / "data" / "tiny" / "enwiki-tiny.xml.bz2"
+
+# The classic pipeline tasks, each with a small Hub model (a few hundred MB at most) and an input.
+# "{mask}" is replaced by the model's own mask token, which differs between BERT and RoBERTa.
+PIPELINE_TASKS: dict[str, dict[str, Any]] = {
+    "sentiment-analysis": {"model": "distilbert/distilbert-base-uncased-finetuned-sst-2-english",
+                           "inputs": "The new museum is wonderful."},
+    "zero-shot-classification": {"model": "typeform/distilbert-base-uncased-mnli",
+                                 "inputs": "The volcano erupted and covered the town in ash.",
+                                 "candidate_labels": ["geology", "sport", "music"]},
+    "fill-mask": {"model": "distilbert/distilbert-base-uncased", "inputs": "Paris is the {mask} of France."},
+    "ner": {"model": "dslim/distilbert-NER", "inputs": "Marie Curie worked in Paris.",
+            "aggregation_strategy": "simple"},
+    "question-answering": {"model": "distilbert/distilbert-base-cased-distilled-squad",
+                           "question": "Where did Marie Curie work?",
+                           "context": "Marie Curie was a physicist. She worked in Paris."},
+    "summarization": {"model": "google-t5/t5-small",
+                      "inputs": "The Moon is Earth's only natural satellite. It orbits Earth every 27 days. "
+                                "Its gravity causes the tides. People first walked on it in 1969.",
+                      "max_length": 24, "min_length": 5},
+    "translation_en_to_fr": {"model": "google-t5/t5-small", "inputs": "The house is small."},
+}
+
+
+def is_offline(params: dict[str, Any]) -> bool:
+    """Whether the Hub must not be touched: the profile says so, or ``HF_HUB_OFFLINE`` is set."""
+    from helpers.models import hub_offline
+
+    return bool(params.get("hub_offline")) or hub_offline()
+
+
+# ---------------------------------------------------------------------------------------------
+# The course's tokenizer and model, whatever the run folder holds
+
+
+@dataclass
+class PrimerModel:
+    """The model and tokenizer chapter 00 shows, and where they came from."""
+
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    model_source: str
+    tokenizer_source: str
+    trained: bool
+
+    def describe(self) -> str:
+        label = "trained" if self.trained else UNTRAINED_NOTE
+        return f"model: {self.model_source} ({label})\ntokenizer: {self.tokenizer_source}"
+
+
+def corpus_texts(limit: int | None = None) -> list[str]:
+    """The shipped tiny corpus as plain article texts (title, then section texts), parsed from the dump."""
+    from helpers import dump
+
+    texts = []
+    for article in dump.iter_articles(TINY_DUMP, progress=False):
+        parts = [article["title"]] + [section["text"] for section in article["sections"] if section["text"]]
+        texts.append("\n\n".join(parts))
+        if limit is not None and len(texts) >= limit:
+            break
+    return texts
+
+
+def primer_model(params: dict[str, Any], run_dir: Path | str) -> PrimerModel:
+    """The course's model and tokenizer for the primer: the most finished ones the run folder has.
+
+    In order: ``05_finetune/model`` (model and its tokenizer), ``04_model/base`` with
+    ``03_pairs/tokenizer``; else the profile's Hub tokenizer and model when the Hub is reachable;
+    else (a fresh offline run: chapter 00 runs first) the course tokenizer trained on the shipped
+    corpus into ``00_primer/tokenizer`` and an untrained tiny GPT-2, labelled as such.
+    """
+    from helpers import models
+    from helpers.course import chapter_dir
+    from helpers.tokenizer import COURSE_TOKENIZER, load_tokenizer, train_course_tokenizer
+
+    run = Path(run_dir)
+    finetuned, base, tok_dir = run / "05_finetune" / "model", run / "04_model" / "base", run / "03_pairs" / "tokenizer"
+    if (finetuned / "config.json").exists():
+        return PrimerModel(AutoModelForCausalLM.from_pretrained(finetuned), load_tokenizer(finetuned),
+                           str(finetuned), str(finetuned), trained=True)
+    if (base / "config.json").exists() and tok_dir.exists():
+        return PrimerModel(AutoModelForCausalLM.from_pretrained(base), load_tokenizer(tok_dir),
+                           str(base), str(tok_dir), trained=True)
+    offline = is_offline(params)
+    if params["tokenizer_name"] != COURSE_TOKENIZER and not offline:
+        tokenizer, tokenizer_source = load_tokenizer(params["tokenizer_name"]), params["tokenizer_name"]
+    else:
+        out_dir = chapter_dir(run, CHAPTER) / "tokenizer"
+        vocab = int(params["tokenizer_vocab_size"] or 2048)
+        tokenizer = train_course_tokenizer(corpus_texts(), out_dir, vocab_size=vocab)
+        tokenizer_source = f"{out_dir} (the course's byte-level BPE, trained here on the shipped tiny corpus)"
+    if params["model_name"] != models.COURSE_TINY_GPT2 and not offline:
+        model = AutoModelForCausalLM.from_pretrained(params["model_name"])
+        return PrimerModel(model, tokenizer, params["model_name"], tokenizer_source, trained=True)
+    model = models.build_tiny_gpt2(tokenizer, params["tiny_model_config"]).eval()
+    return PrimerModel(model, tokenizer, "a freshly initialised tiny GPT-2", tokenizer_source, trained=False)
+
+
+def token_table(tokenizer: PreTrainedTokenizerBase, text: str) -> pd.DataFrame:
+    """Each token of ``text``: its id, its vocabulary string (Ġ marks a leading space) and its text."""
+    encoded = tokenizer(text, return_offsets_mapping=True)
+    ids, offsets = encoded["input_ids"], encoded["offset_mapping"]
+    return pd.DataFrame({
+        "id": ids,
+        "token": tokenizer.convert_ids_to_tokens(ids),
+        "text": [text[start:end] for start, end in offsets],
+    })
+
+
+def generate_text(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompt: str, *,
+                  max_new_tokens: int = 20) -> str:
+    """Greedy continuation of ``prompt`` through ``transformers.pipeline("text-generation")``.
+
+    The pipeline is given the model and tokenizer objects, so it never looks at the Hub.
+    """
+    from transformers import GenerationConfig, pipeline
+
+    generator = pipeline("text-generation", model=model, tokenizer=tokenizer, device=model.device)
+    # Our own settings, not the model's saved preset (chapter 05 saves beam search): plain greedy.
+    settings = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.eos_token_id)
+    result = generator(prompt, generation_config=settings, use_model_defaults=False, return_full_text=False)
+    return result[0]["generated_text"]
+
+
+# ---------------------------------------------------------------------------------------------
+# The classic pipeline tasks (Hub models)
+
+
+def _short(output: Any, limit: int = 120) -> str:
+    """One line of a pipeline's output: labels and scores rounded, long lists cut."""
+    if isinstance(output, list) and output and isinstance(output[0], dict):
+        output = output[:3]
+    if isinstance(output, dict) and "labels" in output:  # zero-shot: labels sorted by score
+        output = dict(zip(output["labels"], (round(s, 3) for s in output["scores"])))
+    text = str(output)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def pipeline_tasks_table(params: dict[str, Any], tasks: dict[str, dict[str, Any]] | None = None) -> pd.DataFrame:
+    """Run each classic task with its small Hub model; one row per task (model, input, output, status).
+
+    Offline (the profile's ``hub_offline`` or ``HF_HUB_OFFLINE``) nothing touches the network: every
+    row says "skipped: Hub unreachable". Online, a task that fails (a download error...) says why in
+    its row instead of stopping the notebook.
+    """
+    from transformers import pipeline
+
+    tasks = PIPELINE_TASKS if tasks is None else tasks
+    offline = is_offline(params)
+    rows = []
+    for task, spec in tasks.items():
+        kwargs = {key: value for key, value in spec.items() if key != "model"}
+        shown = kwargs.get("inputs", kwargs.get("question", ""))
+        row = {"task": task, "model": spec["model"], "input": shown, "output": "", "status": ""}
+        if offline:
+            row["status"] = "skipped: Hub unreachable (offline profile or HF_HUB_OFFLINE)"
+        else:
+            try:
+                runner = pipeline(task, model=spec["model"])
+                if isinstance(kwargs.get("inputs"), str) and "{mask}" in kwargs["inputs"]:
+                    kwargs["inputs"] = kwargs["inputs"].format(mask=runner.tokenizer.mask_token)
+                    row["input"] = kwargs["inputs"]
+                if task == "question-answering":
+                    output = runner(question=kwargs["question"], context=kwargs["context"])
+                else:
+                    output = runner(kwargs.pop("inputs"), **kwargs)
+                row.update(output=_short(output), status="ok")
+            except Exception as error:  # a download or model error: reported in the table, not raised
+                row["status"] = f"failed: {type(error).__name__}: {str(error).splitlines()[0][:100]}"
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("task")
+
+
+# ---------------------------------------------------------------------------------------------
+# Attention and positions, written out
+
+
+def scaled_dot_product_attention(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    *,
+    is_causal: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """softmax(Q Kᵀ / √d + mask) V, for tensors shaped (..., tokens, d); returns (output, weights).
+
+    ``mask``: boolean (True = may attend) or additive floats, broadcast to (..., q_tokens, k_tokens).
+    ``is_causal``: each query sees only keys at its position or before. The same contract as
+    ``torch.nn.functional.scaled_dot_product_attention``, which fuses these steps.
+    """
+    scores = query @ key.transpose(-2, -1) / math.sqrt(query.shape[-1])
+    if is_causal:
+        q_len, k_len = scores.shape[-2:]
+        mask_causal = torch.ones(q_len, k_len, dtype=torch.bool, device=scores.device).tril()
+        scores = scores.masked_fill(~mask_causal, float("-inf"))
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf")) if mask.dtype == torch.bool else scores + mask
+    weights = scores.softmax(dim=-1)
+    return weights @ value, weights
+
+
+def sinusoidal_positions(n_positions: int, d_model: int) -> np.ndarray:
+    """The original transformer's positional encodings (Vaswani et al. 2017), shape (positions, d_model).
+
+    PE[pos, 2i] = sin(pos / 10000^(2i/d)), PE[pos, 2i+1] = cos(pos / 10000^(2i/d)): each pair of
+    columns is a rotation at its own frequency, so PE[p]·PE[p+k] depends on the offset k only.
+    """
+    if d_model % 2:
+        raise ValueError(f"d_model must be even (sin and cos pairs), not {d_model}")
+    positions = np.arange(n_positions)[:, None]
+    frequencies = 1.0 / 10000 ** (np.arange(0, d_model, 2) / d_model)
+    encoding = np.zeros((n_positions, d_model))
+    encoding[:, 0::2] = np.sin(positions * frequencies)
+    encoding[:, 1::2] = np.cos(positions * frequencies)
+    return encoding
+
+
+def plot_positions(encoding: np.ndarray, ax=None):
+    """The encoding matrix as an image: positions down, dimensions across (fast waves left, slow right)."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(8, 4))
+    image = ax.imshow(encoding, aspect="auto", cmap="RdBu", vmin=-1, vmax=1)
+    ax.set_xlabel("dimension")
+    ax.set_ylabel("position")
+    ax.set_title("Sinusoidal positional encodings")
+    ax.figure.colorbar(image, ax=ax)
+    return ax
+
+
+def attention_maps(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, text: str) -> tuple[list[str], np.ndarray]:
+    """The attention weights of ``model`` on ``text``: (tokens, array shaped layers × heads × tokens × tokens).
+
+    Fused attention (SDPA) never materialises the weights, so the model is switched to the "eager"
+    implementation, which computes them explicitly, and switched back afterwards.
+    """
+    previous = model.config._attn_implementation
+    model.set_attn_implementation("eager")
+    try:
+        inputs = tokenizer(text, return_tensors="pt").to(model.device)
+        with torch.no_grad():
+            attentions = model(**inputs, output_attentions=True).attentions
+    finally:
+        model.set_attn_implementation(previous)
+    tokens = tokenizer.convert_ids_to_tokens(inputs["input_ids"][0])
+    return tokens, torch.stack(attentions)[:, 0].float().cpu().numpy()
+
+
+def plot_attention(tokens: list[str], maps: np.ndarray, *, layer: int = -1, head: int | None = None, ax=None):
+    """Heatmap of one layer's attention (one head, or the mean over heads): rows attend to columns."""
+    import matplotlib.pyplot as plt
+
+    weights = maps[layer].mean(axis=0) if head is None else maps[layer, head]
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 5))
+    image = ax.imshow(weights, cmap="viridis", vmin=0)
+    labels = [token.replace("Ġ", "·") for token in tokens]
+    ax.set_xticks(range(len(tokens)), labels, rotation=90)
+    ax.set_yticks(range(len(tokens)), labels)
+    layer_name = layer if layer >= 0 else maps.shape[0] + layer
+    ax.set_title(f"layer {layer_name}, {'mean of heads' if head is None else f'head {head}'}")
+    ax.set_xlabel("attends to (key)")
+    ax.set_ylabel("token (query)")
+    ax.figure.colorbar(image, ax=ax)
+    return ax
+
+
+# ---------------------------------------------------------------------------------------------
+# Architecture families
+
+
+FAMILY_USES = {
+    "encoder-only": "understands text: classification, NER, extractive QA, embeddings; cannot write text",
+    "encoder-decoder": "reads an input, writes an output: translation, summarization",
+    "decoder-only": "continues text: chat, instructions, the course's browser model",
+}
+
+
+def family_of(config: Any) -> str:
+    """"encoder-decoder", "decoder-only" or "encoder-only", from a model config."""
+    if getattr(config, "is_encoder_decoder", False):
+        return "encoder-decoder"
+    architectures = " ".join(getattr(config, "architectures", None) or [])
+    if any(word in architectures for word in ("CausalLM", "LMHeadModel")) or getattr(config, "is_decoder", False):
+        return "decoder-only"
+    return "encoder-only"
+
+
+def architecture_families(names: tuple[str, ...] | None = None, *, offline: bool = True) -> pd.DataFrame:
+    """Chapter 04's candidates by family: layers, width, parameters, Transformers.js support.
+
+    Read from the candidates' configs (the shipped copies offline). BERT-style encoder-only models
+    are in no candidate list (they cannot generate), so they get one descriptive row without numbers.
+    """
+    from helpers import models
+
+    rows = []
+    for name in names or models.CANDIDATES:
+        config, source = models.load_candidate_config(name, offline=offline)
+        family = family_of(config)
+        layers = (f"{config.num_layers} enc + {config.num_decoder_layers} dec" if family == "encoder-decoder"
+                  else str(config.num_hidden_layers))
+        rows.append({"model": name, "family": family, "model_type": config.model_type, "layers": layers,
+                     "hidden size": config.hidden_size,
+                     "parameters (M)": round(models.count_parameters(models.meta_model(config)) / 1e6, 1),
+                     "use": FAMILY_USES[family], "config from": source})
+    rows.append({"model": "google-bert/bert-base-uncased (not a candidate)", "family": "encoder-only",
+                 "model_type": "bert", "layers": "12", "hidden size": 768, "parameters (M)": 110.0,
+                 "use": FAMILY_USES["encoder-only"], "config from": "described, not loaded"})
+    return pd.DataFrame(rows).set_index("model")
+
+
+# ---------------------------------------------------------------------------------------------
+# Exercises
+
+
+def check_token_count(tokenizer: PreTrainedTokenizerBase, text: str, answer: int | None) -> str:
+    """Exercise: how many tokens does the course tokenizer make of ``text``? Returns the verdict."""
+    expected = len(tokenizer(text)["input_ids"])
+    if answer is None:
+        return "not answered yet: set `answer` to the number of tokens (tip: primer.token_table)"
+    return "correct" if int(answer) == expected else f"not quite: {answer} given, the tokenizer makes {expected}"
+
+
+def check_causal_mask(answer: torch.Tensor | None, n: int = 4) -> str:
+    """Exercise: a boolean n×n mask where True means "may attend", for causal attention."""
+    if answer is None:
+        return f"not answered yet: build a {n}×{n} boolean tensor, True where token i may see token j"
+    answer = torch.as_tensor(answer)
+    expected = torch.ones(n, n, dtype=torch.bool).tril()
+    if answer.shape != expected.shape:
+        return f"wrong shape {tuple(answer.shape)}: expected {(n, n)}"
+    if not torch.equal(answer.bool(), expected):
+        return "not quite: token i may see tokens 0..i (itself and earlier), never later ones"
+    q = k = v = torch.randn(1, n, 8)
+    ours, _ = scaled_dot_product_attention(q, k, v, answer.bool())
+    theirs = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+    return "correct: same output as is_causal=True" if torch.allclose(ours, theirs, atol=1e-5) else "mask ok, output differs"
+
+
+def check_family(name: str, answer: str | None, *, offline: bool = True) -> str:
+    """Exercise: which family ("encoder-only", "encoder-decoder", "decoder-only") is candidate ``name``?"""
+    from helpers import models
+
+    expected = family_of(models.load_candidate_config(name, offline=offline)[0])
+    if answer is None:
+        return f"not answered yet: one of {', '.join(FAMILY_USES)}"
+    return "correct" if answer.strip().lower() == expected else f"not quite: {name} is {expected}"
+
+
+def primer_metrics(primer: PrimerModel, pipeline_table: pd.DataFrame, attention_error: float) -> dict[str, Any]:
+    """What chapter 00 records in summary.json."""
+    return {
+        "model_source": primer.model_source,
+        "model_trained": primer.trained,
+        "vocab_size": len(primer.tokenizer),
+        "pipeline_tasks_run": int((pipeline_table["status"] == "ok").sum()),
+        "pipeline_tasks_skipped": int(pipeline_table["status"].str.startswith("skipped").sum()),
+        "attention_max_abs_diff": float(attention_error),
+        "hub_offline_env": os.environ.get("HF_HUB_OFFLINE", ""),
+    }

@@ -1,0 +1,83 @@
+"""helpers.colab: the set-up report of every chapter (GPU, memory, precision, Drive), with torch.cuda faked."""
+from __future__ import annotations
+
+import sys
+import types
+from pathlib import Path
+
+import pytest
+import torch
+
+from helpers import colab
+
+
+def _fake_gpu(monkeypatch, name, capability, memory_gib, bf16=True):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: name)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: bf16)
+    monkeypatch.setattr(torch.cuda, "get_device_properties",
+                        lambda device=None: types.SimpleNamespace(total_memory=int(memory_gib * 2**30)))
+
+
+def test_cpu_report_says_fp32_and_no_gpu(monkeypatch, capsys):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    report = colab.setup_report({"checkpoint_dir": None})
+    assert (report.device, report.gpu_name, report.precision, report.on_colab, report.drive) == ("cpu", None, "fp32", False, None)
+    out = capsys.readouterr().out
+    assert "GPU:       none (CPU)" in out and "precision: fp32" in out
+
+
+def test_t4_gets_fp16_even_if_bf16_is_emulated(monkeypatch, capsys):
+    _fake_gpu(monkeypatch, "Tesla T4", (7, 5), 14.7, bf16=True)
+    report = colab.setup_report(show=True)
+    assert report.precision == "fp16" and report.gpu_name == "Tesla T4"
+    assert report.gpu_memory_gib == 14.7 and report.compute_capability == "7.5"
+    assert "Tesla T4, 14.7 GiB, compute capability 7.5" in capsys.readouterr().out
+
+
+def test_a100_gets_bf16(monkeypatch):
+    _fake_gpu(monkeypatch, "NVIDIA A100-SXM4-40GB", (8, 0), 39.4)
+    assert colab.setup_report(show=False).precision == "bf16"
+
+
+def test_drive_is_mounted_on_colab_by_default_only_for_drive_profiles(monkeypatch):
+    assert not colab.wants_drive({"checkpoint_dir": "drive"}, None)  # not Colab here
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    assert colab.wants_drive({"checkpoint_dir": "drive"}, None)
+    assert not colab.wants_drive({"checkpoint_dir": None}, None)
+    assert not colab.wants_drive({"checkpoint_dir": "drive"}, False)
+    assert colab.wants_drive({"checkpoint_dir": None}, True)
+
+
+def test_mount_drive_calls_google_colab_drive_mount(monkeypatch, tmp_path):
+    mounted = []
+    google = types.ModuleType("google")
+    google_colab = types.ModuleType("google.colab")
+    google_colab.drive = types.SimpleNamespace(mount=lambda point: (mounted.append(point), Path(point, "MyDrive").mkdir(parents=True)))
+    google.colab = google_colab
+    monkeypatch.setitem(sys.modules, "google", google)
+    monkeypatch.setitem(sys.modules, "google.colab", google_colab)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(colab, "DRIVE_MOUNTPOINT", tmp_path / "content-drive")  # never /content on this machine
+    report = colab.setup_report({"checkpoint_dir": "drive"}, None, show=False)
+    assert report.on_colab and report.drive == str(tmp_path / "content-drive" / "MyDrive")
+    assert mounted == [str(tmp_path / "content-drive")]
+    mounted.clear()
+    assert colab.mount_drive(tmp_path) == tmp_path / "MyDrive"
+    assert str(tmp_path) in mounted
+    assert colab.mount_drive(tmp_path) == tmp_path / "MyDrive" and mounted.count(str(tmp_path)) == 1  # idempotent
+
+
+def test_mount_drive_off_colab_does_nothing(capsys):
+    assert colab.mount_drive() is None
+    assert "not on Colab" in capsys.readouterr().out
+
+
+def test_a_package_imported_before_the_install_asks_for_a_restart(monkeypatch):
+    monkeypatch.setitem(sys.modules, "numpy", types.SimpleNamespace(__version__="1.0.0"))
+    stale = colab.stale_modules(("numpy",))
+    assert stale and stale[0].startswith("numpy 1.0.0")
+    report = colab.SetupReport(False, "2.13.0", "cpu", None, None, None, "fp32", stale=stale)
+    assert any("RESTART NEEDED" in line for line in report.lines())
+    assert colab.stale_modules(("torch",)) == []  # the real torch matches its installed version
