@@ -13,6 +13,7 @@ import argparse
 import contextlib
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -93,6 +94,28 @@ def atomic_output(path: Path | str, mode: str = "w", **open_kwargs: Any) -> Iter
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
         raise
+
+
+@contextlib.contextmanager
+def atomic_directory(path: Path | str) -> Iterator[Path]:
+    """Yield a staging folder beside ``path`` that replaces ``path`` only if the block succeeds.
+
+    The folder counterpart of ``atomic_output``: a model, an export or a data install killed midway
+    leaves the previous folder (or none), never half of one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
+    staging.chmod(0o755)  # mkdtemp makes it private; what lands here is meant to be read like any folder
+    old = path.with_name(f".{path.name}.old-{os.getpid()}")
+    try:
+        yield staging
+        if path.exists():
+            path.rename(old)
+        staging.rename(path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def write_json(path: Path | str, data: Any) -> Path:

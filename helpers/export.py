@@ -762,8 +762,7 @@ def export_model(params: dict[str, Any], run_dir: Path | str) -> ExportResult:
     out = course.chapter_dir(run_dir, "06_export")
     target = out / "model"
     started = time.perf_counter()
-    staging = Path(tempfile.mkdtemp(prefix=".model.", suffix=".partial", dir=out))
-    try:
+    with course.atomic_directory(target) as staging:
         export_onnx(source, staging, dtypes=params["export_dtypes"], opset=params["export_opset"])
         pairs = validation_pairs[: params["export_eval_pairs"]]
         prompts = [pair["instruction"] for pair in pairs[: params["export_check_prompts"]]]
@@ -790,10 +789,4 @@ def export_model(params: dict[str, Any], run_dir: Path | str) -> ExportResult:
                          training=training, metrics={k: v for k, v in result.metrics().items()
                                                      if k in ("max_logit_diff", "greedy_match", "greedy_tokens")},
                          validation=validation)
-        if target.exists():
-            shutil.rmtree(target)
-        staging.rename(target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return result

@@ -28,7 +28,6 @@ import contextlib
 import copy
 import json
 import math
-import os
 import re
 import shutil
 import time
@@ -643,28 +642,14 @@ def save_finetuned(
     Written into a temporary folder beside ``out_dir`` that replaces it only when complete, so a crash
     leaves the previous model (or none), never half of one.
     """
-    out_dir = Path(out_dir)
-    partial = out_dir.with_name(f".{out_dir.name}.partial-{os.getpid()}")
-    old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
-    shutil.rmtree(partial, ignore_errors=True)
-    try:
-        saved_config = generation_config(tokenizer, "factual")
-        # Stop strings only work when generate() is handed the tokenizer; loaders that don't
-        # (pipeline(), the export's checks, Transformers.js) would fail or ignore them. The course's
-        # generate() and the page add them at generation time instead.
-        saved_config.stop_strings = None
-        model.generation_config = saved_config
-        model.save_pretrained(partial)
-        tokenizer.save_pretrained(partial)
-        for name, data in (extra_json or {}).items():
-            (partial / name).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-        if out_dir.exists():
-            out_dir.rename(old)
-        partial.rename(out_dir)
-    finally:
-        shutil.rmtree(partial, ignore_errors=True)
-        shutil.rmtree(old, ignore_errors=True)
-    return out_dir
+    from helpers.models import save_pretrained_atomically
+
+    saved_config = generation_config(tokenizer, "factual")
+    # Stop strings only work when generate() is handed the tokenizer; loaders that don't
+    # (pipeline(), the export's checks, Transformers.js) would fail or ignore them. The course's
+    # generate() and the page add them at generation time instead.
+    saved_config.stop_strings = None
+    return save_pretrained_atomically(model, tokenizer, out_dir, extra_json=extra_json, generation_config=saved_config)
 
 
 # ---------------------------------------------------------------------------------------------

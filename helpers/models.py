@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -624,36 +623,30 @@ def save_pretrained_atomically(
     *,
     readme: str | None = None,
     extra_json: dict[str, Any] | None = None,
+    generation_config: GenerationConfig | None = None,
 ) -> Path:
     """Save ``model`` and ``tokenizer`` as a Hub model folder at ``out_dir``, whole or not at all.
 
     Everything is written to a temporary folder beside ``out_dir``, which replaces ``out_dir`` only
-    once complete: a run killed midway leaves the previous model (or nothing), never half a model.
-    The folder gets a ``generation_config.json`` with bos/eos and ``pad_token_id = eos`` (generation
-    needs a pad id; the tokenizer keeps none, like distilgpt2's). ``extra_json`` maps file names to
-    data written beside it.
+    once complete (``course.atomic_directory``): a run killed midway leaves the previous model (or
+    nothing), never half a model. The folder gets ``generation_config`` when given, else one with
+    bos/eos and ``pad_token_id = eos`` (generation needs a pad id; the tokenizer keeps none, like
+    distilgpt2's). ``extra_json`` maps file names to data written beside it.
     """
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    partial = out_dir.with_name(f".{out_dir.name}.partial-{os.getpid()}")
-    old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
-    shutil.rmtree(partial, ignore_errors=True)
-    try:
+    from helpers.course import atomic_directory
+
+    if generation_config is None:
         ids = _special_ids(tokenizer)
-        model.generation_config = GenerationConfig(**ids, pad_token_id=ids["eos_token_id"])
-        model.save_pretrained(partial)
-        tokenizer.save_pretrained(partial)
+        generation_config = GenerationConfig(**ids, pad_token_id=ids["eos_token_id"])
+    with atomic_directory(out_dir) as staging:
+        model.generation_config = generation_config
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
         if readme is not None:
-            (partial / "README.md").write_text(readme, encoding="utf-8")
+            (staging / "README.md").write_text(readme, encoding="utf-8")
         for name, data in (extra_json or {}).items():
-            (partial / name).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-        if out_dir.exists():
-            out_dir.rename(old)
-        partial.rename(out_dir)
-    finally:
-        shutil.rmtree(partial, ignore_errors=True)
-        shutil.rmtree(old, ignore_errors=True)
-    return out_dir
+            (staging / name).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    return Path(out_dir)
 
 
 @dataclass

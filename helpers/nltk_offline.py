@@ -22,7 +22,6 @@ import hashlib
 import json
 import re
 import shutil
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -192,20 +191,14 @@ def install_wordnet_from_debian(data_dir: Path, source_dir: Path = DEBIAN_WORDNE
     corpora = Path(data_dir) / "corpora"
     corpora.mkdir(parents=True, exist_ok=True)
     target = corpora / "wordnet"
-    staging = Path(tempfile.mkdtemp(prefix=".wordnet.", dir=corpora))
-    staging.chmod(0o755)  # mkdtemp makes it private; the data is meant to be shared like any install
-    try:
+    from helpers.course import atomic_directory
+
+    with atomic_directory(target) as staging:
         for name in WORDNET_FILES:
             shutil.copyfile(source_dir / name, staging / name)
         (staging / "lexnames").write_text(lexnames_text(), encoding="utf-8")
         if DEBIAN_WORDNET_COPYRIGHT.is_file():  # WordNet's licence asks that it travel with the data
             shutil.copyfile(DEBIAN_WORDNET_COPYRIGHT, staging / "LICENSE")
-        if target.exists():
-            shutil.rmtree(target)
-        staging.rename(target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return target
 
 

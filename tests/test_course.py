@@ -87,3 +87,17 @@ def test_runner_records_time_saves_executed_notebooks_and_stops_at_a_failure(tmp
     )
     assert [summary["chapters"][c]["status"] for c in (first, second, third)] == ["ok", "ok", "ok"]
     assert summary["chapters"][second]["error"] is None
+
+
+def test_atomic_directory_replaces_a_folder_whole_or_not_at_all(tmp_path):
+    target = tmp_path / "model"
+    target.mkdir()
+    (target / "weights").write_text("old")
+    with pytest.raises(RuntimeError):
+        with course.atomic_directory(target) as staging:
+            (staging / "weights").write_text("half")
+            raise RuntimeError("killed midway")
+    assert (target / "weights").read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+    with course.atomic_directory(target) as staging:
+        (staging / "weights").write_text("new")
+    assert (target / "weights").read_text() == "new" and sorted(p.name for p in tmp_path.iterdir()) == ["model"]
