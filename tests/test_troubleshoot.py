@@ -122,24 +122,24 @@ def site_copy(tmp_path):
     return site
 
 
-def test_healthy_site_passes(site_copy):
-    server, url = deploy.serve(site_copy)
+def _diagnose_and_stop(server, url) -> ts.Diagnosis:
     try:
-        diagnosis = ts.diagnose_site(url)
+        return ts.diagnose_site(url)
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_healthy_site_passes(site_copy):
+    server, url = deploy.serve(site_copy)
+    diagnosis = _diagnose_and_stop(server, url)
     assert not diagnosis.fired, diagnosis.message
     assert diagnosis.details["content_types"]["ort-wasm-simd-threaded.jsep.wasm"] == "application/wasm"
 
 
 def test_wrong_wasm_mime_type_and_missing_isolation_are_detected(site_copy):
     server, url = ts.serve_misconfigured(site_copy, wasm_type="text/plain", isolation=False)
-    try:
-        diagnosis = ts.diagnose_site(url)
-    finally:
-        server.shutdown()
-        server.server_close()
+    diagnosis = _diagnose_and_stop(server, url)
     assert diagnosis.fired
     assert any("text/plain" in error and ".wasm" in error for error in diagnosis.details["errors"])
     assert any("COOP" in warning for warning in diagnosis.details["warnings"])
@@ -152,11 +152,7 @@ def test_cdn_wasm_paths_are_detected(site_copy):
     cdn = 'env.backends.onnx.wasm.wasmPaths = "https://cdn.jsdelivr.net/npm/onnxruntime-web/dist/";'
     worker.write_text("\n".join(cdn if "wasmPaths =" in line else line for line in source.splitlines()))
     server, url = deploy.serve(site_copy)
-    try:
-        diagnosis = ts.diagnose_site(url)
-    finally:
-        server.shutdown()
-        server.server_close()
+    diagnosis = _diagnose_and_stop(server, url)
     assert diagnosis.fired and "wasmPaths" in diagnosis.message
     assert ts.check_worker_source("import x from './y.js';")  # never set: the CDN default
 
