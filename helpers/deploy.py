@@ -30,7 +30,9 @@ from helpers.export import require_good_folder
 from helpers.profiles import REPO_ROOT
 
 SITE_DIR = REPO_ROOT / "site"
-VENDOR_FILES = ("transformers.min.js", "ort-wasm-simd-threaded.jsep.mjs", "ort-wasm-simd-threaded.jsep.wasm")
+# ONNX Runtime Web's JSEP build (WebGPU and CPU) and its plain CPU build, faster on WASM (site/worker.js).
+VENDOR_FILES = ("transformers.min.js", "ort-wasm-simd-threaded.jsep.mjs", "ort-wasm-simd-threaded.jsep.wasm",
+                "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm")
 
 # The page's "factual" and "creative" presets. helpers.finetune (chapter 05) owns them when it
 # defines PRESETS; these are the same idea for when it does not. Keys are generate() arguments.
@@ -185,8 +187,8 @@ def drive_page(url: str, *, model: str, dtype: str = "q8", instruction: str = "E
                executable: Path | str = CHROMIUM) -> dict[str, Any]:
     """Open the served page headless (Playwright + Debian's Chromium), ask greedily, return what it did.
 
-    Returns the page's result (``text``, ``tokenIds``, ``tps``...), the backend it chose and the
-    progress events; saves a phone-sized screenshot when ``screenshot`` is given. Raises
+    Returns the page's result (``text``, ``tokenIds``, ``tps``...), the backend it chose (with the
+    ONNX Runtime Web build and thread count on WASM) and the progress events; saves a phone-sized screenshot when ``screenshot`` is given. Raises
     ``RuntimeError`` with the page's own message when the model does not load.
     """
     if not Path(executable).exists():
@@ -222,6 +224,8 @@ def _drive_page(url: str, model: str, dtype: str, instruction: str, max_new_toke
                 "result": page.evaluate("courseApp.result"),
                 "error": page.evaluate("courseApp.error"),
                 "backend": page.text_content("#backend"),
+                "ort_build": page.evaluate("courseApp.ortBuild"),
+                "num_threads": page.evaluate("courseApp.numThreads"),
                 "cross_origin_isolated": page.evaluate("self.crossOriginIsolated"),
                 "progress_files": page.evaluate("[...new Set(courseApp.events.filter(e => e.file).map(e => e.file))]"),
             }

@@ -15,6 +15,8 @@ const dtype = query.get("dtype") ?? "q8"; // q8: Transformers.js's own default o
 const device = query.get("device") ?? "auto"; // auto: WebGPU when the browser has an adapter, else WASM
 // WASM threads (benchmarks/bench_browser.py): absent, ONNX Runtime Web picks min(4, ceil(cores / 2)).
 const threads = query.has("threads") ? Number(query.get("threads")) : null;
+// ?ort=jsep: run WASM on ONNX Runtime's WebGPU-capable build instead of the plain CPU one (benchmarks).
+const ortBuild = query.get("ort") === "jsep" ? "jsep" : "plain";
 
 const $ = (id) => document.getElementById(id);
 const ui = {
@@ -160,6 +162,14 @@ function renderProgress(event) {
   label.textContent = `${event.file}${size}: ${event.status}`;
 }
 
+// The thread count ONNX Runtime actually uses: without ?threads= it takes half the cores (at most 4),
+// and one thread when the page is not cross-origin isolated (no SharedArrayBuffer).
+function wasmLabel(numThreads) {
+  const count = Number.isInteger(numThreads) ? numThreads : 1;
+  const why = self.crossOriginIsolated ? "" : ", not cross-origin isolated";
+  return `WASM (CPU, ${count} thread${count === 1 ? "" : "s"}${why})`;
+}
+
 function startWorker() {
   const worker = new Worker(new URL("./worker.js", import.meta.url), { type: "module" });
   // Stop is a flag in memory shared with the worker (see worker.js); without cross-origin isolation
@@ -181,7 +191,8 @@ function startWorker() {
         state.timings.ready = performance.now();
         state.timings.pipelineLoad = data.loadMs; // the worker's pipeline() call alone
         state.numThreads = data.numThreads;
-        ui.backend.textContent = data.device === "webgpu" ? "WebGPU" : `WASM (CPU${self.crossOriginIsolated ? ", multithreaded" : ", single thread"})`;
+        state.ortBuild = data.ortBuild; // which ONNX Runtime Web build runs: plain (CPU) or jsep
+        ui.backend.textContent = data.device === "webgpu" ? "WebGPU" : wasmLabel(data.numThreads);
         ui.status.textContent = `Ready${data.fallbackFrom ? " (WebGPU failed, using WASM)" : ""}.`;
         ui.generate.disabled = false;
         break;
@@ -234,7 +245,7 @@ function startWorker() {
   ui.preset.addEventListener("change", () => applyPreset(ui.preset.value));
   for (const key of CONTROLS) $(key).addEventListener("input", () => { ui.preset.value = "custom"; });
   state.timings.loadRequested = performance.now();
-  worker.postMessage({ type: "load", model: modelName, dtype, device, stopFlag, threads });
+  worker.postMessage({ type: "load", model: modelName, dtype, device, stopFlag, threads, ortBuild });
 }
 
 async function main() {

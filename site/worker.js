@@ -1,6 +1,6 @@
 // The inference side of the page: one Web Worker holds one text-generation pipeline, so the
 // page's main thread (app.js) stays free to draw, scroll and react to the stop button while the
-// model computes. Messages in:  {type: "load", model, dtype, device} | {type: "generate", prompt, options} | {type: "stop"}
+// model computes. Messages in:  {type: "load", model, dtype, device, threads, ortBuild} | {type: "generate", prompt, options} | {type: "stop"}
 // Messages out: status, progress (one per file event), ready, token, complete, error.
 import {
   env,
@@ -11,10 +11,18 @@ import {
 
 // Everything comes from this site: the model from ./models/, ONNX Runtime's WASM from ./vendor/.
 // Absolute URLs, because relative ones would resolve against different bases inside the library.
+const VENDOR = new URL("./vendor/", self.location.href).href;
 env.allowLocalModels = true;
 env.allowRemoteModels = false;
 env.localModelPath = new URL("./models/", self.location.href).href;
-env.backends.onnx.wasm.wasmPaths = new URL("./vendor/", self.location.href).href;
+env.backends.onnx.wasm.wasmPaths = VENDOR;
+// ONNX Runtime Web comes in two builds. The JSEP build (ort-wasm-simd-threaded.jsep.*, 21.6 MB, what
+// Transformers.js loads by default) also carries the WebGPU kernels and wraps every run so that it can
+// wait for the GPU. The plain build (ort-wasm-simd-threaded.*, 11.1 MB) runs on the CPU only: half the
+// code for the browser to compile and optimize, so on WASM the model loads sooner and the first answers
+// come up to 1.7x faster; later ones are about as fast (benchmarks/README.md, chapter 07).
+// ONNX Runtime reads wasmPaths once, at its first session.
+const PLAIN_CPU_BUILD = { mjs: `${VENDOR}ort-wasm-simd-threaded.mjs`, wasm: `${VENDOR}ort-wasm-simd-threaded.wasm` };
 // The Cache API would keep serving an old copy after the model is deployed again under the same name.
 env.useBrowserCache = false;
 
@@ -33,11 +41,14 @@ async function webgpuAvailable() {
   }
 }
 
-async function load({ model, dtype, device, threads }) {
+async function load({ model, dtype, device, threads, ortBuild }) {
   // Before the first session: ONNX Runtime Web reads it once. Without cross-origin isolation it uses 1.
   if (Number.isInteger(threads) && threads > 0) env.backends.onnx.wasm.numThreads = threads;
   const begin = performance.now();
   const wanted = device === "auto" || !device ? ((await webgpuAvailable()) ? "webgpu" : "wasm") : device;
+  // A WebGPU load that fails falls back to WASM below on the JSEP build already started: slower, still right.
+  const build = wanted === "webgpu" || ortBuild === "jsep" ? "jsep" : "plain";
+  env.backends.onnx.wasm.wasmPaths = build === "jsep" ? VENDOR : PLAIN_CPU_BUILD;
   const progress_callback = (event) => self.postMessage({ type: "progress", ...event });
   const tryDevice = async (dev) => {
     self.postMessage({ type: "status", text: `Loading ${model} (${dtype}) on ${dev}…` });
@@ -45,14 +56,14 @@ async function load({ model, dtype, device, threads }) {
   };
   try {
     generator = await tryDevice(wanted);
-    self.postMessage({ type: "ready", model, dtype, device: wanted, loadMs: performance.now() - begin, numThreads: env.backends.onnx.wasm.numThreads });
+    self.postMessage({ type: "ready", model, dtype, device: wanted, loadMs: performance.now() - begin, numThreads: env.backends.onnx.wasm.numThreads, ortBuild: build });
   } catch (error) {
     if (wanted !== "webgpu") throw error;
     // A GPU the browser exposes but cannot run this graph on: fall back to WASM and say so.
     self.postMessage({ type: "status", text: `WebGPU failed (${error.message}); falling back to WASM` });
     generator = await tryDevice("wasm");
     self.postMessage({ type: "ready", model, dtype, device: "wasm", fallbackFrom: "webgpu", loadMs: performance.now() - begin,
-                       numThreads: env.backends.onnx.wasm.numThreads });
+                       numThreads: env.backends.onnx.wasm.numThreads, ortBuild: build });
   }
 }
 

@@ -89,6 +89,15 @@ def test_site_pins_the_library_with_a_lockfile():
     assert lock["packages"]["node_modules/@huggingface/transformers"]["version"] == version
 
 
+def test_lockfile_ships_the_onnxruntime_web_that_transformers_js_bundles():
+    # site/worker.js runs ONNX Runtime Web's plain CPU build (its .mjs/.wasm from node_modules/onnxruntime-web)
+    # under the JavaScript bundled in transformers.min.js: both must be the very same version.
+    lock = json.loads((deploy.SITE_DIR / "package-lock.json").read_text())["packages"]
+    wanted = lock["node_modules/@huggingface/transformers"]["dependencies"]["onnxruntime-web"]
+    assert lock["node_modules/onnxruntime-web"]["version"] == wanted
+    assert {"ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm"} <= set(deploy.VENDOR_FILES)
+
+
 def test_cli_deploys(exported_gpt2, site, capsys):
     assert deploy.main(["deploy", str(exported_gpt2), "--name", "cli", "--site", str(site)]) == 0
     assert "?model=cli" in capsys.readouterr().out

@@ -58,6 +58,9 @@ def page(browser):
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
     page.errors = errors
+    # Every URL the page and its worker ask for: which ONNX Runtime build was fetched.
+    page.requested = []
+    context.on("request", lambda request: page.requested.append(request.url))
     yield page
     context.close()
 
@@ -92,6 +95,8 @@ def test_page_generates_what_onnxruntime_python_generates(site_url, page, model,
     assert result["tokenIds"] == expected["token_ids"]
     assert result["rawText"] == expected["text"]
     assert page.text_content("#output") == result["text"]
+    # On WASM the worker loads ONNX Runtime's plain CPU build, not the slower WebGPU-capable JSEP one.
+    assert [url.rsplit("/", 1)[-1] for url in page.requested if url.endswith(".wasm")] == ["ort-wasm-simd-threaded.wasm"]
     assert not page.errors
 
 
@@ -149,6 +154,7 @@ def test_threads_timings_and_token_times_for_the_benchmark(site_url, page):
     state = _open(page, site_url, "model=test-tiny-gpt2&dtype=q8&device=wasm&threads=1")
     assert state["ready"], state["error"]
     assert page.evaluate("courseApp.numThreads") == 1
+    assert page.text_content("#backend") == "WASM (CPU, 1 thread)"  # the count ONNX Runtime uses, not a guess
     timings = page.evaluate("courseApp.timings")
     assert 0 < timings["loadRequested"] < timings["ready"] and 0 < timings["pipelineLoad"] <= timings["ready"]
     page.evaluate("courseApp.extraGenerationOptions = { min_new_tokens: 12 }")  # eos masked: exactly 12 tokens
