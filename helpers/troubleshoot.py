@@ -594,18 +594,26 @@ def serve_misconfigured(site_dir: Path | str, *, wasm_type: str = "text/plain",
     return server, f"http://127.0.0.1:{server.server_address[1]}/"
 
 
+# site/worker.js's WRONG_ON_WEBGPU: 8-bit models give wrong tokens on ONNX Runtime Web's WebGPU backend.
+WRONG_ON_WEBGPU = frozenset({"q8", "int8", "uint8"})
+
+
 def backend_choice(requested: str = "auto", *, navigator_gpu: bool = False, adapter: bool = False,
-                   webgpu_load_fails: bool = False) -> tuple[str, str]:
+                   webgpu_load_fails: bool = False, dtype: str = "auto") -> tuple[str, str]:
     """The backend site/worker.js picks, and why: its ``load`` logic, mirrored in Python.
 
     ``auto`` takes WebGPU when ``navigator.gpu`` exists and gives an adapter, else WASM; a WebGPU
-    load that fails falls back to WASM. An explicit ``wasm`` or ``webgpu`` is taken as asked.
+    load that fails falls back to WASM. An explicit ``wasm`` or ``webgpu`` is taken as asked, except
+    that a q8 model always runs on WASM. (The browser tests check the worker itself, on Chromium's
+    software WebGPU.)
     """
     if requested == "wasm":
         return "wasm", "asked for WASM"
     if requested == "auto" and not (navigator_gpu and adapter):
         why = "navigator.gpu is undefined" if not navigator_gpu else "requestAdapter() gave no adapter"
         return "wasm", f"{why}: no WebGPU, the page runs on WASM (CPU)"
+    if dtype in WRONG_ON_WEBGPU:
+        return "wasm", f"{dtype} gives wrong tokens on WebGPU (Transformers.js #1317): the page runs it on WASM"
     if webgpu_load_fails:
         return "wasm", "WebGPU failed to load the model: the page fell back to WASM"
     return "webgpu", "WebGPU adapter found" if requested == "auto" else "asked for WebGPU"

@@ -11,7 +11,8 @@ const DTYPE_FILES = { fp32: "model.onnx", fp16: "model_fp16.onnx", q8: "model_qu
 
 const query = new URLSearchParams(location.search);
 const modelName = query.get("model") ?? "course-model";
-const dtype = query.get("dtype") ?? "q8"; // q8: Transformers.js's own default on WASM
+// auto: q8 on WASM, fp32 on WebGPU (Transformers.js's own defaults; worker.js never runs q8 on WebGPU).
+const dtype = query.get("dtype") ?? "auto";
 const device = query.get("device") ?? "auto"; // auto: WebGPU when the browser has an adapter, else WASM
 // WASM threads (benchmarks/bench_browser.py): absent, ONNX Runtime Web picks min(4, ceil(cores / 2)).
 const threads = query.has("threads") ? Number(query.get("threads")) : null;
@@ -80,12 +81,16 @@ async function checkModelFolder() {
   if (template.format !== "corpus-to-client/prompt-template" || template.template.split(template.placeholder).length !== 2) {
     throw new MissingFileError(`models/${modelName}/prompt_template.json is not the course's prompt template. Export the model again (chapter 06).`);
   }
-  const file = DTYPE_FILES[dtype];
-  if (!file) throw new MissingFileError(`Unknown dtype "${dtype}" in the address; use one of ${Object.keys(DTYPE_FILES).join(", ")}.`);
-  try {
-    await fetchModelFile(`onnx/${file}`, { head: true });
-  } catch (error) {
-    throw new MissingFileError(`${error.message} (dtype "${dtype}" loads onnx/${file}; try ?dtype=fp32 or ?dtype=q8, or export that dtype.)`);
+  // "auto" needs both files the worker may pick: q8 on WASM, fp32 on WebGPU.
+  const wanted = dtype === "auto" ? ["q8", "fp32"] : [dtype];
+  for (const name of wanted) {
+    const file = DTYPE_FILES[name];
+    if (!file) throw new MissingFileError(`Unknown dtype "${name}" in the address; use auto or one of ${Object.keys(DTYPE_FILES).join(", ")}.`);
+    try {
+      await fetchModelFile(`onnx/${file}`, { head: true });
+    } catch (error) {
+      throw new MissingFileError(`${error.message} (dtype "${name}" loads onnx/${file}; try ?dtype=fp32 or ?dtype=q8, or export that dtype.)`);
+    }
   }
   return { config, template };
 }
@@ -192,8 +197,12 @@ function startWorker() {
         state.timings.pipelineLoad = data.loadMs; // the worker's pipeline() call alone
         state.numThreads = data.numThreads;
         state.ortBuild = data.ortBuild; // which ONNX Runtime Web build runs: plain (CPU) or jsep
+        state.dtype = data.dtype; // what "auto" became, or what was asked
+        state.note = data.note ?? null; // why the backend differs from the one asked for
+        ui.model.textContent = `${modelName} (${data.dtype})`;
         ui.backend.textContent = data.device === "webgpu" ? "WebGPU" : wasmLabel(data.numThreads);
-        ui.status.textContent = `Ready${data.fallbackFrom ? " (WebGPU failed, using WASM)" : ""}.`;
+        state.fallbackFrom = data.fallbackFrom ?? null;
+        ui.status.textContent = data.note ? `Ready. ${data.note}.` : "Ready.";
         ui.generate.disabled = false;
         break;
       case "token":

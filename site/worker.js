@@ -1,6 +1,6 @@
 // The inference side of the page: one Web Worker holds one text-generation pipeline, so the
 // page's main thread (app.js) stays free to draw, scroll and react to the stop button while the
-// model computes. Messages in:  {type: "load", model, dtype, device, threads, ortBuild} | {type: "generate", prompt, options} | {type: "stop"}
+// model computes. Messages in:  {type: "load", model, dtype (or "auto"), device, threads, ortBuild} | {type: "generate", prompt, options} | {type: "stop"}
 // Messages out: status, progress (one per file event), ready, token, complete, error.
 import {
   env,
@@ -26,6 +26,13 @@ const PLAIN_CPU_BUILD = { mjs: `${VENDOR}ort-wasm-simd-threaded.mjs`, wasm: `${V
 // The Cache API would keep serving an old copy after the model is deployed again under the same name.
 env.useBrowserCache = false;
 
+// dtype "auto" (the page's default): what Transformers.js itself defaults to on each backend.
+const AUTO_DTYPE = { webgpu: "fp32", wasm: "q8" };
+// 8-bit dynamically quantized models (DynamicQuantizeLinear + MatMulInteger) give wrong tokens on
+// ONNX Runtime Web's WebGPU backend (Transformers.js issues #1317, #1512); the course's browser test
+// reproduces it on Chromium's software WebGPU. They run correctly on WASM, so they always run there.
+const WRONG_ON_WEBGPU = new Set(["q8", "int8", "uint8"]);
+
 let generator = null;
 const stopper = new InterruptableStoppingCriteria();
 // On WASM the whole generation runs inside this worker's one task, so a "stop" message is only read
@@ -45,7 +52,14 @@ async function load({ model, dtype, device, threads, ortBuild }) {
   // Before the first session: ONNX Runtime Web reads it once. Without cross-origin isolation it uses 1.
   if (Number.isInteger(threads) && threads > 0) env.backends.onnx.wasm.numThreads = threads;
   const begin = performance.now();
-  const wanted = device === "auto" || !device ? ((await webgpuAvailable()) ? "webgpu" : "wasm") : device;
+  let wanted = device === "auto" || !device ? ((await webgpuAvailable()) ? "webgpu" : "wasm") : device;
+  if (!dtype || dtype === "auto") dtype = AUTO_DTYPE[wanted] ?? "q8";
+  let note = null;
+  if (wanted === "webgpu" && WRONG_ON_WEBGPU.has(dtype)) {
+    wanted = "wasm";
+    note = `${dtype} runs on WASM: WebGPU gives wrong tokens for 8-bit models (use dtype fp32, fp16 or q4 for WebGPU)`;
+    self.postMessage({ type: "status", text: note });
+  }
   // A WebGPU load that fails falls back to WASM below on the JSEP build already started: slower, still right.
   const build = wanted === "webgpu" || ortBuild === "jsep" ? "jsep" : "plain";
   env.backends.onnx.wasm.wasmPaths = build === "jsep" ? VENDOR : PLAIN_CPU_BUILD;
@@ -56,13 +70,15 @@ async function load({ model, dtype, device, threads, ortBuild }) {
   };
   try {
     generator = await tryDevice(wanted);
-    self.postMessage({ type: "ready", model, dtype, device: wanted, loadMs: performance.now() - begin, numThreads: env.backends.onnx.wasm.numThreads, ortBuild: build });
+    self.postMessage({ type: "ready", model, dtype, device: wanted, note, loadMs: performance.now() - begin,
+                       numThreads: env.backends.onnx.wasm.numThreads, ortBuild: build });
   } catch (error) {
     if (wanted !== "webgpu") throw error;
     // A GPU the browser exposes but cannot run this graph on: fall back to WASM and say so.
     self.postMessage({ type: "status", text: `WebGPU failed (${error.message}); falling back to WASM` });
     generator = await tryDevice("wasm");
-    self.postMessage({ type: "ready", model, dtype, device: "wasm", fallbackFrom: "webgpu", loadMs: performance.now() - begin,
+    self.postMessage({ type: "ready", model, dtype, device: "wasm", fallbackFrom: "webgpu", note: `WebGPU failed (${error.message}), using WASM`,
+                       loadMs: performance.now() - begin,
                        numThreads: env.backends.onnx.wasm.numThreads, ortBuild: build });
   }
 }

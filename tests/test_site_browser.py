@@ -17,6 +17,11 @@ from helpers import deploy, export, prompt
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
+# Chromium's software WebGPU (SwiftShader, shipped in Debian's chromium package) gives a real WebGPU
+# adapter on a machine without a GPU, so the page's WebGPU path is tested too: the same flags without
+# --disable-gpu, plus the two that expose the software adapter.
+WEBGPU_ARGS = [arg for arg in CHROMIUM_ARGS if arg != "--disable-gpu"] + ["--enable-unsafe-webgpu",
+                                                                          "--use-webgpu-adapter=swiftshader"]
 MODELS = {"test-tiny-gpt2": "exported_gpt2", "test-tiny-llama": "exported_llama"}
 INSTRUCTION = "Explain Albedo."
 
@@ -41,18 +46,39 @@ def site_url(request):
 
 
 @pytest.fixture(scope="module")
-def browser():
+def playwright():
     from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as playwright:
-        # Debian's Chromium, never a download: Playwright's own browsers cannot be fetched here.
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
+    with sync_playwright() as running:  # one Playwright for both browsers (two would clash)
+        yield running
+
+
+@pytest.fixture(scope="module")
+def browser(playwright):
+    # Debian's Chromium, never a download: Playwright's own browsers cannot be fetched here.
+    chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+    yield chromium
+    chromium.close()
+
+
+@pytest.fixture(scope="module")
+def webgpu_browser(playwright):
+    chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=WEBGPU_ARGS)
+    yield chromium
+    chromium.close()
+
+
+@pytest.fixture()
+def webgpu_page(webgpu_browser):
+    yield from _page(webgpu_browser)
 
 
 @pytest.fixture()
 def page(browser):
+    yield from _page(browser)
+
+
+def _page(browser):
     context = browser.new_context()
     page = context.new_page()
     errors: list[str] = []
@@ -96,8 +122,62 @@ def test_page_generates_what_onnxruntime_python_generates(site_url, page, model,
     assert result["rawText"] == expected["text"]
     assert page.text_content("#output") == result["text"]
     # On WASM the worker loads ONNX Runtime's plain CPU build, not the slower WebGPU-capable JSEP one.
-    assert [url.rsplit("/", 1)[-1] for url in page.requested if url.endswith(".wasm")] == ["ort-wasm-simd-threaded.wasm"]
+    assert _fetched_wasm(page) == ["ort-wasm-simd-threaded.wasm"]
     assert not page.errors
+
+
+def _webgpu_adapter(page) -> dict | None:
+    return page.evaluate("""async () => {
+        const adapter = await navigator.gpu?.requestAdapter();
+        return adapter ? { vendor: adapter.info?.vendor, architecture: adapter.info?.architecture,
+                           shader_f16: adapter.features.has("shader-f16") } : null; }""")
+
+
+def _fetched_wasm(page) -> list[str]:
+    return [url.rsplit("/", 1)[-1] for url in page.requested if url.endswith(".wasm")]
+
+
+@pytest.mark.parametrize("model,dtype,runs_as", [("test-tiny-gpt2", "auto", "fp32"), ("test-tiny-llama", "q4", "q4")])
+def test_page_runs_on_webgpu_and_generates_what_python_generates(site_url, webgpu_page, model, dtype, runs_as):
+    state = _open(webgpu_page, site_url, f"model={model}&dtype={dtype}")
+    assert _webgpu_adapter(webgpu_page), "Chromium gave no software WebGPU adapter: the WebGPU path is untested"
+    assert state["ready"], state["error"]
+    assert state["device"] == "webgpu" and webgpu_page.text_content("#backend") == "WebGPU"
+    assert webgpu_page.evaluate("courseApp.dtype") == runs_as  # auto: fp32 on WebGPU
+    result = _generate(webgpu_page, INSTRUCTION, 20)
+    expected = export.reference_generation(deploy.SITE_DIR / "models" / model, INSTRUCTION, dtype=runs_as, max_new_tokens=20)
+    assert result["tokenIds"] == expected["token_ids"]
+    assert _fetched_wasm(webgpu_page) == ["ort-wasm-simd-threaded.jsep.wasm"]  # WebGPU needs the JSEP build
+    assert not webgpu_page.errors
+
+
+def test_q8_runs_on_wasm_even_when_webgpu_is_there(site_url, webgpu_page):
+    # ONNX Runtime Web's WebGPU backend turns 8-bit models into gibberish (Transformers.js #1317);
+    # without the worker's rule this test sees different tokens from Python's.
+    state = _open(webgpu_page, site_url, "model=test-tiny-gpt2&dtype=q8")
+    assert _webgpu_adapter(webgpu_page)
+    assert state["ready"] and state["device"] == "wasm"
+    assert "wrong tokens" in webgpu_page.text_content("#status")
+    result = _generate(webgpu_page, INSTRUCTION, 20)
+    expected = export.reference_generation(deploy.SITE_DIR / "models" / "test-tiny-gpt2", INSTRUCTION, dtype="q8", max_new_tokens=20)
+    assert result["tokenIds"] == expected["token_ids"]
+    assert _fetched_wasm(webgpu_page) == ["ort-wasm-simd-threaded.wasm"]
+
+
+def test_webgpu_failure_falls_back_to_wasm(site_url, webgpu_page):
+    # fp16 on WebGPU needs the adapter's shader-f16 feature, which many GPUs (and SwiftShader) lack:
+    # Transformers.js then refuses the model on WebGPU, and the worker loads it on WASM instead.
+    state = _open(webgpu_page, site_url, "model=test-tiny-llama&dtype=fp16")
+    adapter = _webgpu_adapter(webgpu_page)
+    assert adapter and state["ready"], state["error"]
+    result = _generate(webgpu_page, INSTRUCTION, 12)
+    if adapter["shader_f16"]:  # a GPU with fp16: nothing to fall back from
+        assert state["device"] == "webgpu" and result["tokens"] == 12
+        return
+    assert state["device"] == "wasm" and webgpu_page.evaluate("courseApp.fallbackFrom") == "webgpu"
+    assert "WebGPU failed" in webgpu_page.text_content("#status") or "WebGPU failed" in webgpu_page.evaluate("courseApp.note")
+    expected = export.reference_generation(deploy.SITE_DIR / "models" / "test-tiny-llama", INSTRUCTION, dtype="fp16", max_new_tokens=12)
+    assert result["tokenIds"] == expected["token_ids"]
 
 
 def test_progress_events_arrive_per_file(site_url, page):

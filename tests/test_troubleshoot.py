@@ -162,6 +162,10 @@ def test_backend_choice_mirrors_the_worker():
     assert ts.backend_choice("auto", navigator_gpu=True, adapter=False)[0] == "wasm"
     assert ts.backend_choice("auto", navigator_gpu=True, adapter=True)[0] == "webgpu"
     assert ts.backend_choice("webgpu", webgpu_load_fails=True)[0] == "wasm"
+    assert ts.backend_choice("auto", navigator_gpu=True, adapter=True, dtype="q8")[0] == "wasm"
+    assert ts.backend_choice("auto", navigator_gpu=True, adapter=True, dtype="q4")[0] == "webgpu"
+    source = (REPO_ROOT / "site" / "worker.js").read_text()
+    assert all(f'"{dtype}"' in source.split("WRONG_ON_WEBGPU = new Set(")[1].split(")")[0] for dtype in ts.WRONG_ON_WEBGPU)
     worker = (REPO_ROOT / "site" / "worker.js").read_text()
     assert ts.diagnose_webgpu(worker, navigator_gpu=False).fired
     assert not ts.diagnose_webgpu(worker, navigator_gpu=True).fired
