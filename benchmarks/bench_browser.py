@@ -23,9 +23,9 @@ side by side: with the cache it stays flat as the output grows.
 
 Models: (a) distilgpt2's architecture (6 layers, 768 wide, 50,257-token vocabulary) with random
 weights — speed does not depend on the weights — and the course tokenizer padded to 50,257 entries;
-exported once into ``benchmarks/data/`` and deployed to ``site/models/bench-distilgpt2/``;
+exported once into ``benchmarks/data/`` and deployed to ``site/models/bench-distilgpt2-random/``;
 (b) the tiny course model, ``runs/tiny/06_export/model`` (``python -m helpers.course --profile tiny``),
-deployed to ``site/models/bench-tiny/``.
+deployed to ``site/models/bench-course-tiny/``.
 
     python benchmarks/bench_browser.py                 # everything, about 6 minutes on 2 cores
     python benchmarks/bench_browser.py --models tiny --repeats 1 --warmup-seconds 5

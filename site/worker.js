@@ -15,13 +15,12 @@ const VENDOR = new URL("./vendor/", self.location.href).href;
 env.allowLocalModels = true;
 env.allowRemoteModels = false;
 env.localModelPath = new URL("./models/", self.location.href).href;
-env.backends.onnx.wasm.wasmPaths = VENDOR;
 // ONNX Runtime Web comes in two builds. The JSEP build (ort-wasm-simd-threaded.jsep.*, 21.6 MB, what
 // Transformers.js loads by default) also carries the WebGPU kernels and wraps every run so that it can
 // wait for the GPU. The plain build (ort-wasm-simd-threaded.*, 11.1 MB) runs on the CPU only: half the
 // code for the browser to compile and optimize, so on WASM the model loads sooner and the first answers
 // come up to 1.7x faster; later ones are about as fast (benchmarks/README.md, chapter 07).
-// ONNX Runtime reads wasmPaths once, at its first session.
+// ONNX Runtime reads wasmPaths once, at its first session: load() sets it (to one of the two).
 const PLAIN_CPU_BUILD = { mjs: `${VENDOR}ort-wasm-simd-threaded.mjs`, wasm: `${VENDOR}ort-wasm-simd-threaded.wasm` };
 // The Cache API would keep serving an old copy after the model is deployed again under the same name.
 env.useBrowserCache = false;
