@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import html
 import re
 import unicodedata
 from collections import Counter
@@ -29,7 +28,7 @@ import pandas as pd
 from nltk.tokenize import TreebankWordTokenizer
 from nltk.tokenize.punkt import PunktSentenceTokenizer
 
-from helpers import nltk_offline
+from helpers import dump, nltk_offline
 from helpers.course import atomic_output
 
 # ============================================================================================
@@ -352,46 +351,28 @@ def normalize_text(text: str, form: str = "NFKC") -> str:
     return "\n".join(line.strip() for line in text.split("\n") if line.strip())
 
 
-_COMMENT = re.compile(r"<!--.*?(?:-->|$)", re.DOTALL)
-_REF = re.compile(r"<ref[^>]*/>|<ref[^>]*>.*?</ref\s*>", re.DOTALL | re.IGNORECASE)
-_TAG = re.compile(r"</?[a-zA-Z][a-zA-Z0-9]*(?:\s[^<>]*)?/?>")
-_TEMPLATE = re.compile(r"\{\{[^{}]*\}\}")
-_FILE_LINK = re.compile(r"\[\[\s*(?:File|Image|Category|Media)\s*:[^\[\]]*(?:\[\[[^\[\]]*\]\][^\[\]]*)*\]\]", re.IGNORECASE)
-_WIKI_LINK = re.compile(r"\[\[(?:[^\[\]|]*\|)?([^\[\]]*)\]\]")
-_EXTERNAL_LINK = re.compile(r"\[(?:https?:)?//[^\s\]]+\s*([^\]]*)\]")
-_BOLD_ITALIC = re.compile(r"'{2,}")
+# Markup chapter 01's parser works on (helpers.dump.clean_inline) does not reach: table rows and
+# heading lines cut loose from their table or section, and brackets of markup that was cut in two.
 _TABLE_LINE = re.compile(r"^\s*(?:\{\||\|\}|\|[-+]|[|!])|\|\||!!")
 _HEADING_LINE = re.compile(r"^\s*=+[^=].*=+\s*$")
 _STRAY = re.compile(r"\{\{|\}\}|\[\[|\]\]|\{\||\|\}")
-_EMPTY_PARENS = re.compile(r"\(\s*[,;:]?\s*\)")
 _SPACE_BEFORE_PUNCT = re.compile(r" +([,.;:!?)])")
 
 
 def strip_markup(text: str) -> str:
     """Remove wiki and HTML markup a parser left in ``text``, keeping the words a reader would see.
 
-    Link targets give way to their labels, templates, references, comments, tags, bold/italic
-    quotes, table rows and heading lines go, and so do stray brackets of markup that was cut in two.
+    Chapter 01's own inline cleaner (``helpers.dump.clean_inline``) does the parsing: link targets
+    give way to their labels; templates, references, comments, tags, tables and bold/italic quotes go.
+    Then loose table rows and heading lines go, and so do stray brackets of markup that was cut in two.
     """
-    original = text
-    text = html.unescape(text)
-    text = _COMMENT.sub("", text)
-    text = _REF.sub("", text)
-    for _ in range(10):  # templates nest: remove the innermost until none is left
-        text, count = _TEMPLATE.subn("", text)
-        if not count:
-            break
-    text = _FILE_LINK.sub("", text)
-    text = _WIKI_LINK.sub(r"\1", text)
-    text = _EXTERNAL_LINK.sub(r"\1", text)
-    text = _TAG.sub("", text)
-    text = _BOLD_ITALIC.sub("", text)
-    lines = [line for line in text.split("\n") if not _TABLE_LINE.search(line) and not _HEADING_LINE.match(line)]
+    lines = dump.clean_inline(text).split("\n")
+    lines = [line for line in lines if not _TABLE_LINE.search(line) and not _HEADING_LINE.match(line)]
     stripped = _STRAY.sub("", "\n".join(lines))
-    if stripped == original:
-        return original
+    if stripped == text:
+        return text
     # Removing a template often leaves "Albedo () or" and "word ." behind: tidy only those seams.
-    stripped = _EMPTY_PARENS.sub("", stripped)
+    stripped = dump.EMPTY_PARENTHESES_RE.sub("", stripped)
     stripped = _SPACE_BEFORE_PUNCT.sub(r"\1", stripped)
     return normalize_text(stripped, "NFC")
 
