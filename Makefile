@@ -1,8 +1,9 @@
 # The course in two commands (see README.md):
-#   make course   set up, then run the chapters on the tiny corpus into runs/tiny/
+#   make course   set up, then run the chapters into runs/laptop/: SmolLM2-135M-Instruct fine-tuned with
+#                 LoRA on the shipped corpus, on the CPU (PROFILE=tiny: the minutes-long mechanics run)
 #   make test     set up, then run the tests (helpers, notebooks with nbmake, conventions)
 PYTHON ?= python3
-PROFILE ?= tiny
+PROFILE ?= laptop
 
 .PHONY: setup course test
 

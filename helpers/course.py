@@ -171,14 +171,18 @@ def run_course(
     only: list[str] | None = None,
     notebooks_dir: Path = NOTEBOOKS_DIR,
     log_output: bool = False,
+    overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Execute the chapter notebooks in order with papermill for ``profile``; return the summary.
 
     Executed notebooks are saved in each chapter's folder. ``from_chapter`` resumes on the artifacts
-    of an earlier run. The first failure stops the run and raises, naming the notebook.
+    of an earlier run. ``overrides`` replace profile values in every chapter (each notebook's
+    ``overrides`` parameter; unknown keys fail at once). The first failure stops the run and raises,
+    naming the notebook.
     """
     import papermill  # imported here: the helpers themselves do not need it
 
+    get_profile(profile, overrides)  # an unknown profile or key fails here, before any chapter runs
     run_dir = run_dir_for(profile, runs_root)
     chapters = list(CHAPTERS)
     if from_chapter is not None:
@@ -189,7 +193,7 @@ def run_course(
         chapters = [chapter for chapter in chapters if chapter in only]
     run_dir.mkdir(parents=True, exist_ok=True)
     summary = read_summary(run_dir)
-    summary.update({"profile": profile, "run_dir": str(run_dir)})
+    summary.update({"profile": profile, "run_dir": str(run_dir), "overrides": dict(overrides or {})})
     write_json(run_dir / "summary.json", summary)
     for chapter in chapters:
         notebook = Path(notebooks_dir) / f"{CHAPTERS[chapter]}.ipynb"
@@ -200,7 +204,7 @@ def run_course(
             papermill.execute_notebook(
                 str(notebook),
                 str(executed),
-                parameters={"profile": profile, "run_dir": str(run_dir)},
+                parameters={"profile": profile, "run_dir": str(run_dir), "overrides": dict(overrides or {})},
                 cwd=str(notebook.parent),
                 log_output=log_output,
                 progress_bar=False,
@@ -237,15 +241,34 @@ def _describe(error: BaseException, executed: Path | None = None) -> str:
     return f"{where}{name}: {value}"
 
 
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """``["key=value", ...]`` from the command line as a dict; a value is read as JSON when it parses, else kept as text."""
+    overrides: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set {item!r}: write it as KEY=VALUE, e.g. --set finetune_max_steps=4")
+        try:
+            overrides[key] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[key] = value
+    return overrides
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run the course's chapters in order for a profile.")
     parser.add_argument("--profile", default="tiny", help=f"one of {', '.join(PROFILES)} (default: tiny)")
     parser.add_argument("--from", dest="from_chapter", help=f"resume from this chapter ({', '.join(CHAPTERS)})")
     parser.add_argument("--runs-root", type=Path, help="where run folders go (default: runs/)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="change one profile value for this run (VALUE is JSON, else a string); repeatable, "
+                             "e.g. --set finetune_max_steps=4")
     args = parser.parse_args(argv)
     try:
-        summary = run_course(args.profile, runs_root=args.runs_root, from_chapter=args.from_chapter)
-    except (ValueError, RuntimeError, FileNotFoundError) as error:
+        overrides = parse_overrides(args.overrides)
+        summary = run_course(args.profile, runs_root=args.runs_root, from_chapter=args.from_chapter,
+                             overrides=overrides)
+    except (ValueError, KeyError, RuntimeError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     for chapter, entry in summary["chapters"].items():

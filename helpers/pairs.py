@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from helpers.prompt import format_prompt, format_training_text
+from helpers.prompt import format_prompt, training_text
 
 if TYPE_CHECKING:  # imported where used: the pairing itself needs neither
     import datasets
@@ -335,15 +335,15 @@ def tokenizer_training_texts(
 
 def token_lengths(splits: dict[str, Sequence[dict[str, Any]]], tokenizer: Any) -> pandas.DataFrame:
     """One row per pair: ``split``, and the token counts of its ``prompt``, ``response`` and ``full``
-    training text (prompt + response + the tokenizer's end-of-text token)."""
+    training text (prompt + response + the tokenizer's end-of-text token), in the model's prompt
+    format (``helpers.prompt.training_text``: its chat template, or the course's)."""
     import pandas as pd
 
     rows = []
     for name, rows_of_split in splits.items():
         for pair in rows_of_split:
-            prompt = format_prompt(pair["instruction"])
-            full = format_training_text(pair["instruction"], pair["response"], tokenizer.eos_token)
-            counts = tokenizer([prompt, pair["response"], full], add_special_tokens=False)["input_ids"]
+            prompt, answer = training_text(tokenizer, pair["instruction"], pair["response"])
+            counts = tokenizer([prompt, pair["response"], prompt + answer], add_special_tokens=False)["input_ids"]
             rows.append({"split": name, "prompt": len(counts[0]), "response": len(counts[1]), "full": len(counts[2])})
     return pd.DataFrame(rows, columns=["split", "prompt", "response", "full"])
 

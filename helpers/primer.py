@@ -50,10 +50,10 @@ PIPELINE_TASKS: dict[str, dict[str, Any]] = {
 
 
 def is_offline(params: dict[str, Any]) -> bool:
-    """Whether the Hub must not be touched: the profile says so, or ``HF_HUB_OFFLINE`` is set."""
-    from helpers.models import hub_offline
+    """Whether the Hub must not be touched: the profile says so, ``HF_HUB_OFFLINE`` is set, or it is unreachable."""
+    from helpers.hub import hub_unreachable
 
-    return bool(params.get("hub_offline")) or hub_offline()
+    return bool(params.get("hub_offline")) or hub_unreachable()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -92,11 +92,11 @@ def primer_model(params: dict[str, Any], run_dir: Path | str) -> PrimerModel:
     """The course's model and tokenizer for the primer: the most finished ones the run folder has.
 
     In order: ``05_finetune/model`` (model and its tokenizer), ``04_model/base`` with
-    ``03_pairs/tokenizer``; else the profile's Hub tokenizer and model when the Hub is reachable;
-    else (a fresh offline run: chapter 00 runs first) the course tokenizer trained on the shipped
+    ``03_pairs/tokenizer``; else the profile's Hub model and its tokenizer (``helpers.hub``: the Hub at
+    the pinned revision, or the model's offline stand-in); else (a fresh offline run: chapter 00 runs first) the course tokenizer trained on the shipped
     corpus into ``00_primer/tokenizer`` and an untrained tiny GPT-2, labelled as such.
     """
-    from helpers import models
+    from helpers import hub, models
     from helpers.course import chapter_dir
     from helpers.tokenizer import COURSE_TOKENIZER, load_tokenizer, train_course_tokenizer
 
@@ -109,6 +109,16 @@ def primer_model(params: dict[str, Any], run_dir: Path | str) -> PrimerModel:
         return PrimerModel(AutoModelForCausalLM.from_pretrained(base), load_tokenizer(tok_dir),
                            str(base), str(tok_dir), trained=True)
     offline = is_offline(params)
+    if params["model_name"] != models.COURSE_TINY_GPT2:
+        # The Hub at the pinned revision, or the model's offline stand-in (helpers.hub); neither: the fallback below.
+        try:
+            folder, source = hub.pretrained_source(params["model_name"], offline=offline)
+        except hub.ModelUnavailableError:
+            pass
+        else:
+            model, tokenizer = AutoModelForCausalLM.from_pretrained(str(folder)), load_tokenizer(folder)
+            described = hub.describe_source(params["model_name"], source)
+            return PrimerModel(model.eval(), tokenizer, described, described, trained=True)
     if params["tokenizer_name"] != COURSE_TOKENIZER and not offline:
         tokenizer, tokenizer_source = load_tokenizer(params["tokenizer_name"]), params["tokenizer_name"]
     else:
@@ -116,9 +126,6 @@ def primer_model(params: dict[str, Any], run_dir: Path | str) -> PrimerModel:
         vocab = int(params["tokenizer_vocab_size"] or 2048)
         tokenizer = train_course_tokenizer(corpus_texts(), out_dir, vocab_size=vocab)
         tokenizer_source = f"{out_dir} (the course's byte-level BPE, trained here on the shipped tiny corpus)"
-    if params["model_name"] != models.COURSE_TINY_GPT2 and not offline:
-        model = AutoModelForCausalLM.from_pretrained(params["model_name"])
-        return PrimerModel(model, tokenizer, params["model_name"], tokenizer_source, trained=True)
     model = models.build_tiny_gpt2(tokenizer, params["tiny_model_config"]).eval()
     return PrimerModel(model, tokenizer, "a freshly initialised tiny GPT-2", tokenizer_source, trained=False)
 

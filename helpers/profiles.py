@@ -1,7 +1,10 @@
 """Profiles: the course's parameter sets. One code path; a profile only changes the numbers.
 
 - ``tiny``: offline, CPU, minutes. The shipped corpus and a tokenizer/model the course builds itself.
-  This is what CI and the nightly run.
+  This is what CI and the nightly run: the mechanics, not a model worth talking to.
+- ``laptop``: a real pretrained instruct model, SmolLM2-135M-Instruct, fine-tuned with LoRA on the
+  shipped corpus on a laptop CPU, in about a quarter of an hour. From the Hub when it is reachable,
+  else from its offline stand-in (``helpers.hub``). The profile for self-study.
 - ``colab``: a Colab T4. Downloads Simple English Wikipedia's multistream dump and uses Hub models.
 - ``full``: the same as colab without the sampling caps, for a long run on a bigger GPU.
 """
@@ -61,6 +64,12 @@ _COMMON: dict[str, Any] = {
     "finetune_truncate": False,  # True cuts pairs longer than the context instead of stopping with an error
     "finetune_torch_compile": False,  # torch.compile the model on a GPU: faster steps after a minute of compiling
     "finetune_eval_pairs": 512,  # validation pairs of the evaluations during training (before/after use all)
+    "finetune_max_steps": None,  # None: finetune_epochs decide; a number stops training after that many steps
+    # 05's evaluation on the test split (articles never trained on): response perplexity on every test pair,
+    # ROUGE-L of greedy answers on the first eval_generated_pairs of them, eval_answers shown side by side
+    "eval_generated_pairs": 64,
+    "eval_answers": 5,
+    "eval_max_new_tokens": 128,
     "lora_r": 16,
     "lora_alpha": 32,
     "lora_dropout": 0.05,
@@ -98,6 +107,29 @@ PROFILES: dict[str, dict[str, Any]] = {
         "finetune_logging_steps": 5,
         "lora_learning_rate": 3e-3,
     },
+    "laptop": _COMMON
+    | {
+        "description": "a real pretrained instruct model (SmolLM2-135M-Instruct) fine-tuned with LoRA on a laptop CPU",
+        "dump_source": "data/tiny/enwiki-tiny.xml.bz2",
+        "dump_index_source": None,
+        "split_fractions": {"train": 0.8, "validation": 0.1, "test": 0.1},
+        "tokenizer_name": "HuggingFaceTB/SmolLM2-135M-Instruct",
+        "model_name": "HuggingFaceTB/SmolLM2-135M-Instruct",
+        # Sized for about 15 minutes end to end on two CPU cores: a LoRA step on 8 pairs takes about 8 s there.
+        "finetune_method": "lora",
+        "finetune_epochs": 1,
+        "finetune_max_steps": 24,
+        "finetune_batch_size": 8,
+        "finetune_max_length": 384,
+        "finetune_eval_steps": 8,
+        "finetune_logging_steps": 2,
+        "finetune_eval_pairs": 16,
+        "lora_learning_rate": 1e-3,
+        "eval_generated_pairs": 8,
+        "eval_max_new_tokens": 80,
+        "export_eval_pairs": 16,
+        "export_check_prompts": 2,
+    },
     "colab": _COMMON
     | {
         "description": "a Colab T4: Simple English Wikipedia's multistream dump, Hub models",
@@ -125,15 +157,20 @@ class UnknownProfileError(ValueError):
     """Raised for a profile name the course does not define."""
 
 
-def get_profile(name: str) -> dict[str, Any]:
-    """Return a copy of the parameters of profile ``name``.
+def get_profile(name: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Return a copy of the parameters of profile ``name``, with ``overrides`` replacing some values.
 
-    Raises ``UnknownProfileError`` naming the valid choices when ``name`` is not a profile.
+    Raises ``UnknownProfileError`` naming the valid choices when ``name`` is not a profile, and
+    ``KeyError`` naming the valid keys for an override of a key no profile has (a typo would
+    otherwise be ignored silently).
     """
     if name not in PROFILES:
         choices = ", ".join(f"{key} ({value['description']})" for key, value in PROFILES.items())
         raise UnknownProfileError(f"unknown profile {name!r}; choose one of: {choices}")
-    return copy.deepcopy(PROFILES[name]) | {"profile": name}
+    unknown = sorted(set(overrides or {}) - set(_COMMON))
+    if unknown:
+        raise KeyError(f"no profile has the key(s) {', '.join(unknown)}; the keys are: {', '.join(sorted(_COMMON))}")
+    return copy.deepcopy(PROFILES[name]) | copy.deepcopy(dict(overrides or {})) | {"profile": name}
 
 
 def resolve_source(source: str, root: Path = REPO_ROOT) -> str | Path:

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from transformers import AutoTokenizer, GPT2TokenizerFast, PreTrainedTokenizerFast
+from transformers import AutoTokenizer, GPT2TokenizerFast, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 EOS_TOKEN = "<|endoftext|>"
 COURSE_TOKENIZER = "course-bpe"  # the tokenizer_name by which a profile asks for the course's own
@@ -81,26 +81,40 @@ def train_course_tokenizer(
     return load_tokenizer(out_dir)
 
 
-def load_tokenizer(name_or_path: Path | str) -> PreTrainedTokenizerFast:
+def load_tokenizer(name_or_path: Path | str, *, offline: bool = False) -> PreTrainedTokenizerFast:
     """Load a tokenizer with ``AutoTokenizer.from_pretrained``: a local folder or a Hub name.
 
-    Offline, a Hub name (e.g. ``"distilbert/distilgpt2"``) that is not in the local cache raises
-    ``TokenizerUnavailableError`` saying so and naming the tiny profile's route.
+    A Hub name is resolved by ``helpers.hub.pretrained_source`` (the Hub at the course's pinned
+    revision, or the model's offline stand-in). With neither, ``TokenizerUnavailableError`` says so and
+    names the tiny profile's route.
     """
+    from helpers import hub
+
     local = Path(name_or_path)
     if local.exists():
         if not (local / "tokenizer_config.json").exists() and not (local / "tokenizer.json").exists():
             raise TokenizerUnavailableError(f"{local} holds no tokenizer (no tokenizer.json or tokenizer_config.json)")
         return AutoTokenizer.from_pretrained(str(local))
     try:
-        return AutoTokenizer.from_pretrained(str(name_or_path))
-    except (OSError, ValueError) as error:  # huggingface_hub's errors are OSErrors; offline is one too
+        folder, _ = hub.pretrained_source(str(name_or_path), offline=offline)
+    except hub.ModelUnavailableError as error:
         raise TokenizerUnavailableError(
-            f"could not load the tokenizer {str(name_or_path)!r} from the Hugging Face Hub: the Hub is "
-            f"unreachable from here, or there is no such repository ({type(error).__name__}: {error}). "
-            f"Offline, use the tiny profile, whose tokenizer_name {COURSE_TOKENIZER!r} trains the course's "
-            "own tokenizer into runs/tiny/03_pairs/tokenizer/ and loads it from that folder"
+            f"could not load the tokenizer {str(name_or_path)!r}: the Hub is unreachable from here (or there is no "
+            f"such repository) and the course has no stand-in for it ({error}). Offline, use the tiny profile, whose "
+            f"tokenizer_name {COURSE_TOKENIZER!r} trains the course's own tokenizer into runs/tiny/03_pairs/tokenizer/, "
+            "or the laptop profile, whose model has an offline stand-in"
         ) from error
+    return AutoTokenizer.from_pretrained(str(folder))
+
+
+def save_tokenizer(tokenizer: PreTrainedTokenizerBase, out_dir: Path | str) -> Path:
+    """Save ``tokenizer`` with its chat template inside ``tokenizer_config.json``, where Transformers.js reads it.
+
+    (transformers 4.57 would otherwise write it to a separate ``chat_template.jinja``, which
+    Transformers.js 3 never requests.)
+    """
+    tokenizer.save_pretrained(str(out_dir), save_jinja_files=False)
+    return Path(out_dir)
 
 
 def _fingerprint(texts: list[str], vocab_size: int) -> str:

@@ -76,10 +76,14 @@ async function fetchModelFile(path, { json = true, head = false } = {}) {
 async function checkModelFolder() {
   const config = await fetchModelFile("config.json");
   await fetchModelFile("tokenizer.json", { head: true });
-  await fetchModelFile("tokenizer_config.json");
+  const tokenizerConfig = await fetchModelFile("tokenizer_config.json");
   const template = await fetchModelFile("prompt_template.json");
-  if (template.format !== "corpus-to-client/prompt-template" || template.template.split(template.placeholder).length !== 2) {
+  const isChat = template.kind === "chat";
+  if (template.format !== "corpus-to-client/prompt-template" || (!isChat && template.template?.split(template.placeholder).length !== 2)) {
     throw new MissingFileError(`models/${modelName}/prompt_template.json is not the course's prompt template. Export the model again (chapter 06).`);
+  }
+  if (isChat && typeof tokenizerConfig.chat_template !== "string") {
+    throw new MissingFileError(`models/${modelName}/tokenizer_config.json has no chat_template, but the model was trained with its chat template. Export the model again (chapter 06).`);
   }
   // "auto" needs both files the worker may pick: q8 on WASM, fp32 on WebGPU.
   const wanted = dtype === "auto" ? ["q8", "fp32"] : [dtype];
@@ -95,10 +99,13 @@ async function checkModelFolder() {
   return { config, template };
 }
 
-// Byte-identical to helpers.prompt.format_prompt: a literal split/join, never String.replace
-// (which would interpret `$&` and friends in what the user typed).
+// What the worker's pipeline is given (helpers.prompt is the Python reference). kind "chat": the
+// user's message; Transformers.js renders it with the chat template of tokenizer_config.json, the one
+// the model was fine-tuned with. kind "course": the course's template, filled by a literal split/join,
+// never String.replace (which would interpret `$&` and friends in what the user typed).
 function formatPrompt(template, instruction) {
   const cleaned = template.strip_instruction ? instruction.trim() : instruction;
+  if (template.kind === "chat") return [{ role: "user", content: cleaned }];
   return template.template.split(template.placeholder).join(cleaned);
 }
 

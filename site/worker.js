@@ -1,6 +1,7 @@
 // The inference side of the page: one Web Worker holds one text-generation pipeline, so the
 // page's main thread (app.js) stays free to draw, scroll and react to the stop button while the
 // model computes. Messages in:  {type: "load", model, dtype (or "auto"), device, threads, ortBuild} | {type: "generate", prompt, options} | {type: "stop"}
+// (prompt: a string, or a chat — a list of {role, content} messages — that the pipeline renders with the model's chat template)
 // Messages out: status, progress (one per file event), ready, token, complete, error.
 import {
   env,
@@ -105,6 +106,9 @@ async function generate({ prompt, options }) {
       }
     },
   });
+  // The exact text the model is prompted with, reported so the tests can compare it with Python's.
+  const promptText = typeof prompt === "string" ? prompt
+    : generator.tokenizer.apply_chat_template(prompt, { tokenize: false, add_generation_prompt: true });
   begin = performance.now();
   const [output] = await generator(prompt, {
     ...options,
@@ -113,9 +117,12 @@ async function generate({ prompt, options }) {
     stopping_criteria: stopper,
   });
   const seconds = (performance.now() - begin) / 1000;
+  // A chat comes back as the conversation with the assistant's message appended.
+  const text = Array.isArray(output.generated_text) ? output.generated_text.at(-1).content : output.generated_text;
   self.postMessage({
     type: "complete",
-    text: output.generated_text,
+    prompt: promptText,
+    text,
     tokenIds,
     tokenTimes,
     tokens: tokenIds.length,

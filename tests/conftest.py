@@ -74,12 +74,13 @@ def _save_tiny_model(model, tokenizer, out_dir: Path) -> Path:
     from transformers import GenerationConfig
 
     from helpers import prompt
+    from helpers.tokenizer import save_tokenizer
 
     model.save_pretrained(out_dir)
-    tokenizer.save_pretrained(out_dir)
+    save_tokenizer(tokenizer, out_dir)
     eos = tokenizer.eos_token_id
     GenerationConfig(bos_token_id=eos, eos_token_id=eos, pad_token_id=eos).save_pretrained(out_dir)
-    prompt.write_template(out_dir / "prompt_template.json")
+    prompt.write_template(out_dir / "prompt_template.json", tokenizer)
     return out_dir
 
 
@@ -128,3 +129,41 @@ def exported_llama(tmp_path_factory, tiny_llama_dir) -> Path:
     from helpers import export
 
     return export.export_onnx(tiny_llama_dir, tmp_path_factory.mktemp("llama-onnx") / "model")
+
+
+# --- The laptop profile's real model: SmolLM2-135M-Instruct, the Hub's or its offline stand-in ---
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir() -> Path:
+    """SmolLM2-135M-Instruct's folder (helpers.hub: the Hub at the pinned revision, or the offline stand-in)."""
+    from helpers import hub
+
+    folder, _ = hub.pretrained_source("HuggingFaceTB/SmolLM2-135M-Instruct")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def smollm2_tokenizer(smollm2_dir):
+    """Its tokenizer, which ships a chat template: the prompt format of kind "chat"."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(smollm2_dir)
+
+
+@pytest.fixture(scope="session")
+def exported_chat_llama(tmp_path_factory, smollm2_tokenizer) -> Path:
+    """A random 2-layer Llama over SmolLM2's tokenizer (which ships a chat template), exported: kind "chat"."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from helpers import export
+
+    torch.manual_seed(0)
+    eos = smollm2_tokenizer.eos_token_id
+    config = LlamaConfig(vocab_size=len(smollm2_tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                         initializer_range=0.2, bos_token_id=smollm2_tokenizer.bos_token_id, eos_token_id=eos,
+                         tie_word_embeddings=True)
+    folder = _save_tiny_model(LlamaForCausalLM(config).eval(), smollm2_tokenizer, tmp_path_factory.mktemp("chat-llama"))
+    return export.export_onnx(folder, tmp_path_factory.mktemp("chat-llama-onnx") / "model", dtypes=("fp32", "q8"))

@@ -48,7 +48,7 @@ def test_unknown_profile_or_chapter_fails_at_once(tmp_path):
 def _notebook(path, *sources):
     notebook = nbformat.v4.new_notebook()
     notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    parameters = nbformat.v4.new_code_cell('profile = "tiny"\nrun_dir = None')
+    parameters = nbformat.v4.new_code_cell('profile = "tiny"\nrun_dir = None\noverrides = {}')
     parameters.metadata["tags"] = ["parameters"]
     notebook.cells = [parameters, *(nbformat.v4.new_code_cell(s) for s in sources)]
     nbformat.write(notebook, path)
@@ -101,3 +101,23 @@ def test_atomic_directory_replaces_a_folder_whole_or_not_at_all(tmp_path):
     with course.atomic_directory(target) as staging:
         (staging / "weights").write_text("new")
     assert (target / "weights").read_text() == "new" and sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+def test_set_overrides_reach_every_notebook_and_unknown_keys_fail_first(tmp_path):
+    assert course.parse_overrides(["finetune_max_steps=4", "export_dtypes=[\"q8\"]", "deploy_name=my-model"]) == {
+        "finetune_max_steps": 4, "export_dtypes": ["q8"], "deploy_name": "my-model"}
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        course.parse_overrides(["finetune_max_steps"])
+    first, first_nb = next(iter(course.CHAPTERS.items()))
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    _notebook(notebooks / f"{first_nb}.ipynb",
+              "from helpers import course, profiles\nparams = profiles.get_profile(profile, overrides)\n"
+              f"course.record_chapter(course.resolve_run_dir(profile, run_dir), {first!r}, "
+              "metrics={'steps': params['finetune_max_steps']})")
+    summary = course.run_course("laptop", runs_root=tmp_path / "runs", notebooks_dir=notebooks, only=[first],
+                                overrides={"finetune_max_steps": 4})
+    assert summary["chapters"][first]["metrics"] == {"steps": 4} and summary["overrides"] == {"finetune_max_steps": 4}
+    with pytest.raises(KeyError, match="finetune_max_stepz"):
+        course.run_course("laptop", runs_root=tmp_path / "other", notebooks_dir=notebooks, overrides={"finetune_max_stepz": 1})
+    assert not (tmp_path / "other").exists()

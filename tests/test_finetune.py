@@ -227,6 +227,24 @@ def test_merging_lora_gives_a_plain_model_with_the_same_outputs(arch, course_tok
     assert not (tmp_path / "adapter_config.json").exists() and (tmp_path / "config.json").exists()
 
 
+def test_the_checked_merge_reports_the_difference_and_refuses_a_wrong_merge(course_tokenizer, train_data, monkeypatch):
+    def adapted():
+        wrapped = ft.apply_lora(models.build_tiny_llama(course_tokenizer, hidden_size=32, intermediate_size=64), _params())
+        torch.manual_seed(0)
+        for name, parameter in wrapped.named_parameters():
+            if "lora_B" in name:
+                torch.nn.init.normal_(parameter, std=0.05)
+        return wrapped
+
+    batch = ft.RightPaddingCollator(course_tokenizer.eos_token_id)([train_data[0], train_data[1]])
+    merged, difference = ft.merge_lora_checked(adapted(), batch)
+    assert 0 <= difference <= ft.MERGE_TOLERANCE and type(merged).__name__ == "LlamaForCausalLM"
+    # A merge that drops the adapters instead of folding them in (PEFT's unload()).
+    monkeypatch.setattr(ft, "merge_lora", lambda model: model.unload())
+    with pytest.raises(ft.FinetuneError, match="changed the logits"):
+        ft.merge_lora_checked(adapted(), batch)
+
+
 def test_checkpoints_go_to_drive_when_it_is_mounted(monkeypatch, tmp_path):
     run_dir = tmp_path / "run"
     assert ft.checkpoint_dir_for(_params(checkpoint_dir=None), run_dir) == run_dir / "05_finetune" / "checkpoints"
@@ -291,15 +309,26 @@ def test_generate_answers_without_the_prompt_for_each_preset(gpt2, course_tokeni
     assert factual == ft.generate(gpt2, course_tokenizer, "Explain Albedo.", max_new_tokens=12)  # deterministic
     first = ft.generate(gpt2, course_tokenizer, "Explain Albedo.", "creative", seed=1, max_new_tokens=12)
     assert first == ft.generate(gpt2, course_tokenizer, "Explain Albedo.", "creative", seed=1, max_new_tokens=12)
-    # A model saved by finetune() carries the "factual" preset (4 beams); "creative" must still not use beams.
+    # A model saved with beam search in its generation config: "creative" must still not use beams.
     saved_like = copy.deepcopy(gpt2)
-    saved_like.generation_config = ft.generation_config(course_tokenizer, "factual")
+    saved_like.generation_config = ft.generation_config(course_tokenizer, "factual", num_beams=4)
     assert ft.generate(saved_like, course_tokenizer, "Explain Albedo.", "creative", seed=1, max_new_tokens=12) == first
     config = ft.generation_config(course_tokenizer, "creative", temperature=0.5)
-    assert config.do_sample and config.temperature == 0.5 and config.top_p == 0.95 and config.top_k == 50
+    assert config.do_sample and config.temperature == 0.5 and config.top_p == 0.9 and config.top_k == 0
     assert config.pad_token_id == config.eos_token_id == course_tokenizer.eos_token_id
     with pytest.raises(ValueError, match="factual, creative"):
         ft.generate(gpt2, course_tokenizer, "Explain Albedo.", "wild")
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+def test_batched_generation_gives_each_prompt_its_answer_alone(arch, course_tokenizer, pair_splits):
+    # Left padding of prompts of different lengths: every answer must be the one its prompt gets alone.
+    model = (models.build_tiny_gpt2(course_tokenizer, SMALL_GPT2) if arch == "gpt2"
+             else models.build_tiny_llama(course_tokenizer, hidden_size=32, intermediate_size=64)).eval()
+    instructions = [pair["instruction"] for pair in pair_splits["validation"][:5]]
+    assert len({len(ft.encode_prompt(course_tokenizer, text)) for text in instructions}) > 1
+    batched = ft.generate_batch(model, course_tokenizer, instructions, batch_size=3, max_new_tokens=10)
+    assert batched == [ft.generate(model, course_tokenizer, text, max_new_tokens=10) for text in instructions]
 
 
 def test_generate_stops_at_the_next_instruction(course_tokenizer):
@@ -350,7 +379,8 @@ def test_finetune_trains_saves_a_plain_model_and_reports(full_run):
     assert not (folder / "adapter_config.json").exists()
     reloaded = AutoModelForCausalLM.from_pretrained(folder)
     generation = json.loads((folder / "generation_config.json").read_text())
-    assert generation["num_beams"] == ft.PRESETS["factual"]["num_beams"]
+    assert generation.get("num_beams", 1) == ft.PRESETS["factual"]["num_beams"]  # 1 is the default, left out
+    assert generation["repetition_penalty"] == ft.PRESETS["factual"]["repetition_penalty"]
     # The saved weights are the best model: their validation loss is the one reported.
     collator = ft.RightPaddingCollator(full_run.tokenizer.eos_token_id)
     splits = pairs.load_pairs(folder.parent.parent / "03_pairs")
@@ -385,6 +415,7 @@ def test_finetune_lora_on_a_llama_saves_the_merged_model(tmp_path, pair_splits, 
     result = ft.finetune(params, run_dir, method="lora")
     metrics = result.metrics
     assert metrics["method"] == "lora" and metrics["trainable_parameters"] < metrics["total_parameters"] / 5
+    assert 0 <= metrics["merge_max_logit_diff"] <= ft.MERGE_TOLERANCE
     assert metrics["val_loss_after"] < metrics["val_loss_before"]
     assert not (result.model_dir / "adapter_config.json").exists()
     reloaded = AutoModelForCausalLM.from_pretrained(result.model_dir)

@@ -7,15 +7,30 @@ from helpers import profiles
 
 def test_profiles_differ_only_in_parameter_values():
     keys = {name: set(values) for name, values in profiles.PROFILES.items()}
-    assert keys["tiny"] == keys["colab"] == keys["full"]
-    assert set(profiles.PROFILES) == {"tiny", "colab", "full"}
+    assert keys["tiny"] == keys["laptop"] == keys["colab"] == keys["full"]
+    assert set(profiles.PROFILES) == {"tiny", "laptop", "colab", "full"}
 
 
 def test_unknown_profile_fails_listing_the_valid_choices():
     with pytest.raises(profiles.UnknownProfileError) as error:
         profiles.get_profile("colab-t4")
     message = str(error.value)
-    assert "'colab-t4'" in message and all(name in message for name in ("tiny", "colab", "full"))
+    assert "'colab-t4'" in message and all(name in message for name in ("tiny", "laptop", "colab", "full"))
+
+
+def test_overrides_replace_values_and_refuse_unknown_keys():
+    params = profiles.get_profile("laptop", {"finetune_max_steps": 3, "export_dtypes": ["q8"]})
+    assert params["finetune_max_steps"] == 3 and params["export_dtypes"] == ["q8"] and params["profile"] == "laptop"
+    assert profiles.get_profile("laptop")["finetune_max_steps"] == 24  # the profile itself is untouched
+    with pytest.raises(KeyError, match="finetune_max_stepz"):
+        profiles.get_profile("laptop", {"finetune_max_stepz": 3})
+
+
+def test_laptop_profile_fine_tunes_a_real_instruct_model_with_lora_offline_or_not():
+    laptop = profiles.get_profile("laptop")
+    assert laptop["model_name"] == laptop["tokenizer_name"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert laptop["finetune_method"] == "lora" and not laptop["hub_offline"]
+    assert profiles.resolve_source(laptop["dump_source"]).is_file()  # the shipped corpus: runs offline
 
 
 def test_get_profile_returns_a_copy_named_after_the_profile():

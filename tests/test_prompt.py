@@ -58,3 +58,39 @@ def test_json_template_gives_byte_identical_prompts(tmp_path, clean_articles):
         js_like = data["template"].replace(data["placeholder"], instruction.strip() if data["strip_instruction"] else instruction)
         assert js_like.encode("utf-8") == prompt.format_prompt(instruction).encode("utf-8")
         assert prompt.prompt_from_template_json(data, instruction) == prompt.format_prompt(instruction)
+
+
+# --- kind "chat": a model with its own chat template is trained and served with it ---
+
+
+def test_a_tokenizer_with_a_chat_template_is_prompted_with_it(smollm2_tokenizer, course_tokenizer):
+    assert prompt.uses_chat_template(smollm2_tokenizer) and not prompt.uses_chat_template(course_tokenizer)
+    text = prompt.prompt_text(smollm2_tokenizer, "  Explain Albedo. ")
+    assert text == ("<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n"
+                    "<|im_start|>user\nExplain Albedo.<|im_end|>\n<|im_start|>assistant\n")
+    assert prompt.prompt_text(course_tokenizer, "Explain Albedo.") == prompt.format_prompt("Explain Albedo.")
+    assert not prompt.prompt_adds_special_tokens(smollm2_tokenizer) and prompt.prompt_adds_special_tokens(course_tokenizer)
+
+
+def test_a_chat_training_text_is_the_prompt_then_the_answer_and_its_end_token(smollm2_tokenizer, course_tokenizer):
+    prompt_part, answer = prompt.training_text(smollm2_tokenizer, "Explain Albedo.", " Albedo is reflectivity.\n")
+    assert prompt_part == prompt.prompt_text(smollm2_tokenizer, "Explain Albedo.")
+    assert answer == "Albedo is reflectivity.<|im_end|>"
+    full = smollm2_tokenizer.apply_chat_template(prompt.chat_messages("Explain Albedo.", "Albedo is reflectivity."), tokenize=False)
+    assert full.startswith(prompt_part + answer)  # what the template renders, cut after the assistant's end
+    assert prompt.training_text(course_tokenizer, "Explain Albedo.", "Albedo is reflectivity.") == (
+        prompt.format_prompt("Explain Albedo."), "Albedo is reflectivity.<|endoftext|>")
+    with pytest.raises(ValueError, match="empty"):
+        prompt.training_text(smollm2_tokenizer, "Explain Albedo.", "  ")
+    assert prompt.answer_from(smollm2_tokenizer, " Albedo is light.<|im_end|>\n<|im_start|>user") == "Albedo is light."
+
+
+def test_chat_template_json_tells_the_page_to_use_the_tokenizers_template(tmp_path, smollm2_tokenizer, clean_articles):
+    data = json.loads(prompt.write_template(tmp_path / "prompt_template.json", smollm2_tokenizer).read_text())
+    assert data["kind"] == "chat" and "template" not in data and data["stop_strings"] == []
+    assert data["example"]["prompt"] == prompt.prompt_text(smollm2_tokenizer, data["example"]["instruction"])
+    for instruction in [f"Tell me about {a['title']}" for a in clean_articles] + ["  What is $& or {x}?  ", "日本語 🙂"]:
+        assert prompt.prompt_from_template_json(data, instruction, smollm2_tokenizer) == prompt.prompt_text(smollm2_tokenizer, instruction)
+    with pytest.raises(ValueError, match="tokenizer"):
+        prompt.prompt_from_template_json(data, "Explain Albedo.")
+    assert prompt.template_json()["kind"] == "course"

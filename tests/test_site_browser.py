@@ -22,7 +22,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 # --disable-gpu, plus the two that expose the software adapter.
 WEBGPU_ARGS = [arg for arg in CHROMIUM_ARGS if arg != "--disable-gpu"] + ["--enable-unsafe-webgpu",
                                                                           "--use-webgpu-adapter=swiftshader"]
-MODELS = {"test-tiny-gpt2": "exported_gpt2", "test-tiny-llama": "exported_llama"}
+MODELS = {"test-tiny-gpt2": "exported_gpt2", "test-tiny-llama": "exported_llama", "test-tiny-chat": "exported_chat_llama"}
 INSTRUCTION = "Explain Albedo."
 
 
@@ -110,7 +110,8 @@ def _generate(page, instruction: str, max_new_tokens: int, wait: bool = True) ->
 
 
 @pytest.mark.parametrize("model,dtype", [("test-tiny-gpt2", "fp32"), ("test-tiny-gpt2", "q8"),
-                                         ("test-tiny-llama", "fp32"), ("test-tiny-llama", "q8")])
+                                         ("test-tiny-llama", "fp32"), ("test-tiny-llama", "q8"),
+                                         ("test-tiny-chat", "q8")])
 def test_page_generates_what_onnxruntime_python_generates(site_url, page, model, dtype):
     state = _open(page, site_url, f"model={model}&dtype={dtype}")
     assert state["ready"], state["error"]
@@ -118,6 +119,7 @@ def test_page_generates_what_onnxruntime_python_generates(site_url, page, model,
     assert page.text_content("#backend").startswith("WASM")
     result = _generate(page, INSTRUCTION, 20)
     expected = export.reference_generation(deploy.SITE_DIR / "models" / model, INSTRUCTION, dtype=dtype, max_new_tokens=20)
+    assert result["prompt"] == expected["prompt"]
     assert result["tokenIds"] == expected["token_ids"]
     assert result["rawText"] == expected["text"]
     assert page.text_content("#output") == result["text"]
@@ -193,6 +195,16 @@ def test_page_prompt_is_byte_identical_to_python(site_url, page):
     assert _open(page, site_url, "model=test-tiny-gpt2&dtype=q8")["ready"]
     for instruction in ["Explain Albedo.", "  What costs $& or $1?\n", "Line one\nline two"]:
         assert page.evaluate("(text) => courseApp.formatPrompt(text)", instruction) == prompt.format_prompt(instruction)
+
+
+def test_page_renders_the_chat_template_byte_identical_to_python(site_url, page, smollm2_tokenizer):
+    # kind "chat": the page hands the pipeline a message, Transformers.js renders tokenizer_config.json's
+    # template (@huggingface/jinja); it must be the text the model was fine-tuned on, to the byte.
+    assert _open(page, site_url, "model=test-tiny-chat&dtype=q8")["ready"]
+    for instruction in ["Explain Albedo.", "  What costs $& or $1?\n", "Line one\nline two", "Ünïcödé – 日本語 🙂 {x}"]:
+        result = _generate(page, instruction, 2)
+        assert result["prompt"] == prompt.prompt_text(smollm2_tokenizer, instruction)
+        page.evaluate("courseApp.result = null")
 
 
 def test_main_thread_stays_responsive_and_stop_interrupts(site_url, page):
