@@ -84,6 +84,9 @@ _COMMON: dict[str, Any] = {
     "export_eval_pairs": 64,  # validation pairs for each variant's perplexity
     "export_check_prompts": 4,  # prompts for the logit and greedy comparisons
     "export_greedy_tokens": 24,
+    # 08 troubleshooting: None reproduces the failures on the whole base model; a number, on a copy of its
+    # first that many layers (a 135M model on a CPU would take minutes per reproduction)
+    "troubleshoot_layers": None,
     # 07 browser deploy: the model's folder name under site/models/ (the page's ?model=)
     "deploy_name": "course-model",
 }
@@ -118,10 +121,10 @@ PROFILES: dict[str, dict[str, Any]] = {
         # Sized for about 15 minutes end to end on two CPU cores: a LoRA step on 8 pairs takes about 8 s there.
         "finetune_method": "lora",
         "finetune_epochs": 1,
-        "finetune_max_steps": 24,
+        "finetune_max_steps": 20,
         "finetune_batch_size": 8,
         "finetune_max_length": 384,
-        "finetune_eval_steps": 8,
+        "finetune_eval_steps": 10,
         "finetune_logging_steps": 2,
         "finetune_eval_pairs": 16,
         "lora_learning_rate": 1e-3,
@@ -129,6 +132,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "eval_max_new_tokens": 80,
         "export_eval_pairs": 16,
         "export_check_prompts": 2,
+        "troubleshoot_layers": 4,
     },
     "colab": _COMMON
     | {

@@ -17,6 +17,7 @@ import contextlib
 import copy
 import functools
 import math
+import os
 import re
 import shutil
 import threading
@@ -94,7 +95,11 @@ def article_text(article: dict[str, Any]) -> str:
 
 
 def load_inputs(params: dict[str, Any], run_dir: Path | str) -> Inputs:
-    """Chapter 04's base model, chapter 03's tokenizer and pairs, chapter 02's articles by split."""
+    """Chapter 04's base model, chapter 03's tokenizer and pairs, chapter 02's articles by split.
+
+    With the profile's ``troubleshoot_layers`` set, ``base`` is a copy of the base model's first that
+    many layers (``models.first_layers``), so that the reproductions' training runs take seconds.
+    """
     from helpers import models, pairs
     from helpers.course import require_input
     from helpers.dump import read_jsonl
@@ -104,6 +109,8 @@ def load_inputs(params: dict[str, Any], run_dir: Path | str) -> Inputs:
     splits = pairs.load_pairs(require_input(run / "03_pairs", produced_by="03_pairs"))
     tokenizer = ft.load_course_tokenizer(params, run)
     base = models.load_base_model(params, run).eval()
+    if params["troubleshoot_layers"]:
+        base = models.first_layers(base, params["troubleshoot_layers"]).eval()
     ids = {split: {pair["article_id"] for pair in splits[split]} for split in ("train", "test")}
     return Inputs(
         base=base,
@@ -483,11 +490,20 @@ def diagnose_model_folder(path: Path | str, dtypes: Sequence[str] = ("fp32", "q8
                      "; ".join(p.fix for p in errors), {"problems": [str(p) for p in problems]})
 
 
+def _link_or_copy(source: str, target: str) -> None:
+    try:
+        os.link(source, target)
+    except OSError:  # another file system, or one without hard links
+        shutil.copy2(source, target)
+
+
 def broken_model_folder(model_dir: Path | str, out_dir: Path | str, how: str) -> Path:
     """A copy of a good exported folder, broken one way: ``"onnx_at_root"`` or ``"no_tokenizer"``."""
     out = Path(out_dir)
     shutil.rmtree(out, ignore_errors=True)
-    shutil.copytree(model_dir, out)
+    # Hard links, not copies: the breakages only rename or delete entries of the copy, and a real
+    # model's ONNX files are a gigabyte (copying them took minutes on the laptop profile).
+    shutil.copytree(model_dir, out, copy_function=_link_or_copy)
     if how == "onnx_at_root":  # a common hand-made layout: the graphs beside config.json
         for path in list((out / "onnx").iterdir()):
             path.rename(out / path.name)

@@ -147,7 +147,7 @@ async function loadPresets() {
 function generationOptions() {
   const doSample = $("do_sample").checked;
   const number = (id) => Number($(id).value);
-  // num_beams: 1 overrides a beam-search generation_config.json (chapter 05's "factual" preset):
+  // num_beams: 1 overrides any beam search a model folder's generation_config.json may ask for:
   // the streamer and the stop flag follow one sequence, and the page shows tokens as they come.
   const options = { do_sample: doSample, num_beams: 1, max_new_tokens: number("max_new_tokens"), repetition_penalty: number("repetition_penalty") };
   if (doSample) Object.assign(options, { temperature: number("temperature"), top_k: number("top_k"), top_p: number("top_p") });
