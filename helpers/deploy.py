@@ -34,21 +34,10 @@ SITE_DIR = REPO_ROOT / "site"
 VENDOR_FILES = ("transformers.min.js", "ort-wasm-simd-threaded.jsep.mjs", "ort-wasm-simd-threaded.jsep.wasm",
                 "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm")
 
-# The page's "factual" and "creative" presets. helpers.finetune (chapter 05) owns them when it
-# defines PRESETS; these are the same idea for when it does not. Keys are generate() arguments.
-_DEFAULT_PRESETS: dict[str, dict[str, Any]] = {
-    "factual": {"label": "Factual (greedy, no repeats)", "do_sample": False, "repetition_penalty": 1.2, "max_new_tokens": 96},
-    "creative": {"label": "Creative (sampled)", "do_sample": True, "temperature": 0.9, "top_k": 50, "top_p": 0.95,
-                 "repetition_penalty": 1.1, "max_new_tokens": 160},
-}
-
-
 def presets() -> dict[str, dict[str, Any]]:
-    """The generation presets the page offers: helpers.finetune.PRESETS when it exists, else the defaults here."""
-    try:
-        from helpers.finetune import PRESETS  # type: ignore[attr-defined]
-    except (ImportError, AttributeError):
-        return {name: dict(values) for name, values in _DEFAULT_PRESETS.items()}
+    """The generation presets the page offers: chapter 05's ``helpers.finetune.PRESETS``, each with a label."""
+    from helpers.finetune import PRESETS
+
     return {name: {"label": name.capitalize(), **dict(values)} for name, values in PRESETS.items()}
 
 
@@ -214,6 +203,7 @@ def _drive_page(url: str, model: str, dtype: str, instruction: str, max_new_toke
                 raise RuntimeError(f"the page could not load {model!r}: {page.evaluate('courseApp.error')}")
             page.uncheck("#do_sample")
             page.fill("#repetition_penalty", "1")
+            page.fill("#no_repeat_ngram_size", "0")  # plain greedy: what the Python reference decodes
             page.fill("#max_new_tokens", str(max_new_tokens))
             page.fill("#instruction", instruction)
             page.click("#generate")

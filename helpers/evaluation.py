@@ -102,7 +102,7 @@ def test_split_evaluation(
         loss = ft.evaluate_loss(model, data, collator, batch_size=batch_size)
         generated = ft.generate_batch(model, tokenizer, instructions, "factual", batch_size=batch_size,
                                       do_sample=False, num_beams=1, repetition_penalty=1.0,
-                                      max_new_tokens=max_new_tokens)
+                                      no_repeat_ngram_size=0, max_new_tokens=max_new_tokens)
         scores = rouge_l(generated, references)
         answers[name] = generated
         answers[f"ROUGE-L {name}"] = scores

@@ -496,7 +496,8 @@ def validate_export(
             expected = model(torch.tensor([ids])).logits[0].numpy()
             torch_new = model.generate(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
                                        do_sample=False, max_new_tokens=max_new_tokens, min_new_tokens=0,
-                                       repetition_penalty=1.0, num_beams=1, eos_token_id=stops or None,
+                                       repetition_penalty=1.0, no_repeat_ngram_size=0, num_beams=1,
+                                       eos_token_id=stops or None,
                                        pad_token_id=stops[0] if stops else 0)[0, len(ids):].tolist()
         got, _ = onnx_forward(fp32, ids)
         max_diff = max(max_diff, float(np.abs(got[0] - expected).max()))

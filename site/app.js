@@ -25,7 +25,7 @@ const ui = {
   error: $("error"), form: $("ask"), instruction: $("instruction"), preset: $("preset"),
   generate: $("generate"), stop: $("stop"), speed: $("speed"), output: $("output"),
 };
-const CONTROLS = ["do_sample", "temperature", "top_k", "top_p", "repetition_penalty", "max_new_tokens"];
+const CONTROLS = ["do_sample", "temperature", "top_k", "top_p", "repetition_penalty", "no_repeat_ngram_size", "max_new_tokens"];
 
 // What the tests (and a curious reader in the console) can inspect.
 const state = { events: [], progress: {}, ready: false, generating: false, result: null, error: null, template: null, presets: {},
@@ -149,7 +149,8 @@ function generationOptions() {
   const number = (id) => Number($(id).value);
   // num_beams: 1 overrides any beam search a model folder's generation_config.json may ask for:
   // the streamer and the stop flag follow one sequence, and the page shows tokens as they come.
-  const options = { do_sample: doSample, num_beams: 1, max_new_tokens: number("max_new_tokens"), repetition_penalty: number("repetition_penalty") };
+  const options = { do_sample: doSample, num_beams: 1, max_new_tokens: number("max_new_tokens"), repetition_penalty: number("repetition_penalty"),
+                    no_repeat_ngram_size: number("no_repeat_ngram_size") }; // 0: no constraint
   if (doSample) Object.assign(options, { temperature: number("temperature"), top_k: number("top_k"), top_p: number("top_p") });
   return { ...options, ...state.extraGenerationOptions };
 }

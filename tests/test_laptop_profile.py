@@ -68,7 +68,10 @@ def test_the_llama_export_has_every_dtype_and_matches_pytorch(laptop_run):
     metrics = summary["chapters"]["06_export"]["metrics"]
     assert metrics["greedy_match"] and metrics["max_logit_diff"] <= 1e-4 and not metrics["layout_problems"]
     assert set(metrics["sizes_mb"]) == {"fp32", "q8", "fp16", "q4"}
-    assert metrics["sizes_mb"]["q4"] < metrics["sizes_mb"]["q8"] < metrics["sizes_mb"]["fp16"] < metrics["sizes_mb"]["fp32"]
+    sizes = metrics["sizes_mb"]
+    # q4 quantizes the MatMuls only: the 28M-parameter embedding (a Gather) stays fp32 in it, so q8, which
+    # quantizes that too, is the smaller file for this model.
+    assert sizes["q8"] < sizes["q4"] < sizes["fp16"] < sizes["fp32"]
     folder = run / "06_export" / "model"
     assert not export.check_model_folder(folder)
     import onnx

@@ -100,6 +100,7 @@ def _open(page, url: str, query: str) -> dict:
 def _generate(page, instruction: str, max_new_tokens: int, wait: bool = True) -> dict | None:
     page.uncheck("#do_sample")
     page.fill("#repetition_penalty", "1")
+    page.fill("#no_repeat_ngram_size", "0")
     page.fill("#max_new_tokens", str(max_new_tokens))
     page.fill("#instruction", instruction)
     page.click("#generate")
