@@ -485,30 +485,6 @@ def build_tiny_llama(
     return LlamaForCausalLM(llama)
 
 
-def first_layers(model: PreTrainedModel, layers: int) -> PreTrainedModel:
-    """A copy of ``model`` that keeps its embeddings, its first ``layers`` transformer blocks and its head.
-
-    The pretrained weights of what is kept are unchanged; the blocks after them are gone, so the copy
-    computes a cruder version of the model at a fraction of the cost (chapter 08's reproductions on a
-    CPU). GPT-2 (``transformer.h``) and Llama (``model.layers``) layouts.
-    """
-    import copy
-
-    clone = copy.deepcopy(model)
-    blocks_owner = getattr(clone, "transformer", None) or getattr(clone, "model", None)
-    name = "h" if hasattr(blocks_owner, "h") else "layers"
-    blocks = getattr(blocks_owner, name, None)
-    if blocks is None:
-        raise ValueError(f"cannot find the transformer blocks of {type(model).__name__}")
-    if not 1 <= layers <= len(blocks):
-        raise ValueError(f"layers must be between 1 and {len(blocks)}, not {layers}")
-    setattr(blocks_owner, name, blocks[:layers])
-    for key in ("num_hidden_layers", "n_layer"):
-        if hasattr(clone.config, key):
-            setattr(clone.config, key, layers)
-    return clone
-
-
 def pretraining_texts(articles: Iterable[dict[str, Any]], train_pairs: Iterable[dict[str, Any]]) -> list[str]:
     """The text of the articles chapter 03 put in its training split, one string per article.
 

@@ -84,9 +84,9 @@ _COMMON: dict[str, Any] = {
     "export_eval_pairs": 64,  # validation pairs for each variant's perplexity
     "export_check_prompts": 4,  # prompts for the logit and greedy comparisons
     "export_greedy_tokens": 24,
-    # 08 troubleshooting: None reproduces the failures on the whole base model; a number, on a copy of its
-    # first that many layers (a 135M model on a CPU would take minutes per reproduction)
-    "troubleshoot_layers": None,
+    # 08 troubleshooting: None reproduces the failures on the profile's base model; "course-tiny-gpt2", on the
+    # tiny profile's stand-in, built in the chapter (each reproduction on a 135M model takes minutes on a CPU)
+    "troubleshoot_model": None,
     # 07 browser deploy: the model's folder name under site/models/ (the page's ?model=)
     "deploy_name": "course-model",
 }
@@ -135,7 +135,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "eval_max_new_tokens": 80,
         "export_eval_pairs": 16,
         "export_check_prompts": 2,
-        "troubleshoot_layers": 4,
+        "troubleshoot_model": "course-tiny-gpt2",
     },
     "colab": _COMMON
     | {

@@ -97,8 +97,11 @@ def article_text(article: dict[str, Any]) -> str:
 def load_inputs(params: dict[str, Any], run_dir: Path | str) -> Inputs:
     """Chapter 04's base model, chapter 03's tokenizer and pairs, chapter 02's articles by split.
 
-    With the profile's ``troubleshoot_layers`` set, ``base`` is a copy of the base model's first that
-    many layers (``models.first_layers``), so that the reproductions' training runs take seconds.
+    With the profile's ``troubleshoot_model`` set to ``"course-tiny-gpt2"`` (the laptop profile), the
+    reproductions get the tiny profile's stand-in instead, built here as chapters 03 and 04 build it
+    for the tiny profile (its tokenizer into ``08_troubleshooting/tokenizer``, then a minute of
+    pretraining on the training articles): on a CPU, every training run of a 135M-parameter model
+    would take minutes, and a model cut down to a few layers is no longer a language model at all.
     """
     from helpers import models, pairs
     from helpers.course import require_input
@@ -107,10 +110,11 @@ def load_inputs(params: dict[str, Any], run_dir: Path | str) -> Inputs:
     run = Path(run_dir)
     articles = list(read_jsonl(require_input(run / "02_cleaning" / "articles.jsonl", produced_by="02_cleaning")))
     splits = pairs.load_pairs(require_input(run / "03_pairs", produced_by="03_pairs"))
-    tokenizer = ft.load_course_tokenizer(params, run)
-    base = models.load_base_model(params, run).eval()
-    if params["troubleshoot_layers"]:
-        base = models.first_layers(base, params["troubleshoot_layers"]).eval()
+    if params["troubleshoot_model"] == models.COURSE_TINY_GPT2 != params["model_name"]:
+        tokenizer, base = _tiny_stand_in(run, articles, splits)
+    else:
+        tokenizer = ft.load_course_tokenizer(params, run)
+        base = models.load_base_model(params, run).eval()
     ids = {split: {pair["article_id"] for pair in splits[split]} for split in ("train", "test")}
     return Inputs(
         base=base,
@@ -119,6 +123,24 @@ def load_inputs(params: dict[str, Any], run_dir: Path | str) -> Inputs:
         train_texts=[article_text(a) for a in articles if a["id"] in ids["train"]],
         general_texts=[article_text(a) for a in articles if a["id"] in ids["test"]],
     )
+
+
+def _tiny_stand_in(run: Path, articles: list[dict[str, Any]], splits: Any) -> tuple[Any, torch.nn.Module]:
+    """The tiny profile's tokenizer and pretrained stand-in, built on this run's training split with its settings."""
+    from helpers import models, pairs
+    from helpers.course import chapter_dir
+    from helpers.profiles import get_profile
+    from helpers.tokenizer import train_course_tokenizer
+
+    tiny = get_profile("tiny")
+    texts = pairs.tokenizer_training_texts(articles, list(splits["train"]))
+    tokenizer = train_course_tokenizer(texts, chapter_dir(run, CHAPTER) / "tokenizer", vocab_size=tiny["tokenizer_vocab_size"])
+    model = models.build_tiny_gpt2(tokenizer, tiny["tiny_model_config"], seed=tiny["pretrain_seed"])
+    models.pretrain(model, tokenizer, models.pretraining_texts(articles, list(splits["train"])),
+                    steps=tiny["pretrain_steps"], batch_size=tiny["pretrain_batch_size"],
+                    block_size=tiny["pretrain_block_size"], learning_rate=tiny["pretrain_learning_rate"],
+                    seed=tiny["pretrain_seed"])
+    return tokenizer, model.eval()
 
 
 def pair_dataset(pairs: Sequence[dict[str, Any]], tokenizer: Any, max_length: int = 512):

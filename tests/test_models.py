@@ -228,19 +228,3 @@ def test_a_hub_base_model_offline_fails_saying_what_to_do(offline, tmp_path):
     with pytest.raises(models.ModelUnavailableError, match="tiny profile"):
         models.load_base_model(params, tmp_path)
 
-
-@pytest.mark.parametrize("arch", ["gpt2", "llama"])
-def test_first_layers_keeps_the_pretrained_weights_of_what_it_keeps(arch, course_tokenizer):
-    model = (models.build_tiny_gpt2(course_tokenizer, {"n_layer": 3, "n_head": 2, "n_embd": 32, "n_positions": 64})
-             if arch == "gpt2" else models.build_tiny_llama(course_tokenizer, hidden_size=32, intermediate_size=64,
-                                                             num_hidden_layers=3))
-    cut = models.first_layers(model, 1)
-    assert getattr(cut.config, "n_layer", None) == 1 or cut.config.num_hidden_layers == 1
-    kept = dict(cut.named_parameters())
-    original = dict(model.named_parameters())
-    assert set(kept) < set(original) and all(torch.equal(kept[name], original[name]) for name in kept)
-    assert len([n for n in original if ".1." in n or ".2." in n]) > 0 and not [n for n in kept if ".1." in n]
-    ids = torch.tensor([course_tokenizer("Albedo is light.")["input_ids"]])
-    assert cut(input_ids=ids).logits.shape == model(input_ids=ids).logits.shape  # the original is untouched
-    with pytest.raises(ValueError, match="between 1 and 3"):
-        models.first_layers(model, 4)
