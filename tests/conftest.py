@@ -101,18 +101,25 @@ def tiny_gpt2_dir(tmp_path_factory, course_tokenizer) -> Path:
     return _save_tiny_model(GPT2LMHeadModel(config).eval(), course_tokenizer, tmp_path_factory.mktemp("tiny-gpt2"))
 
 
-@pytest.fixture(scope="session")
-def tiny_llama_dir(tmp_path_factory, course_tokenizer) -> Path:
-    """A random 2-layer Llama (grouped-query attention, RoPE) over the course tokenizer."""
+def _random_llama(tokenizer, *, tie_word_embeddings: bool):
+    """A random 2-layer Llama (grouped-query attention, RoPE) over ``tokenizer``, with a wide initialisation."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
-    eos = course_tokenizer.eos_token_id
-    config = LlamaConfig(vocab_size=len(course_tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+    bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-                         initializer_range=0.2, bos_token_id=eos, eos_token_id=eos, tie_word_embeddings=False)
-    return _save_tiny_model(LlamaForCausalLM(config).eval(), course_tokenizer, tmp_path_factory.mktemp("tiny-llama"))
+                         initializer_range=0.2, bos_token_id=bos, eos_token_id=tokenizer.eos_token_id,
+                         tie_word_embeddings=tie_word_embeddings)
+    return LlamaForCausalLM(config).eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_dir(tmp_path_factory, course_tokenizer) -> Path:
+    """A random 2-layer Llama over the course tokenizer."""
+    return _save_tiny_model(_random_llama(course_tokenizer, tie_word_embeddings=False), course_tokenizer,
+                            tmp_path_factory.mktemp("tiny-llama"))
 
 
 @pytest.fixture(scope="session")
@@ -154,16 +161,8 @@ def smollm2_tokenizer(smollm2_dir):
 @pytest.fixture(scope="session")
 def exported_chat_llama(tmp_path_factory, smollm2_tokenizer) -> Path:
     """A random 2-layer Llama over SmolLM2's tokenizer (which ships a chat template), exported: kind "chat"."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     from helpers import export
 
-    torch.manual_seed(0)
-    eos = smollm2_tokenizer.eos_token_id
-    config = LlamaConfig(vocab_size=len(smollm2_tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-                         initializer_range=0.2, bos_token_id=smollm2_tokenizer.bos_token_id, eos_token_id=eos,
-                         tie_word_embeddings=True)
-    folder = _save_tiny_model(LlamaForCausalLM(config).eval(), smollm2_tokenizer, tmp_path_factory.mktemp("chat-llama"))
+    folder = _save_tiny_model(_random_llama(smollm2_tokenizer, tie_word_embeddings=True), smollm2_tokenizer,
+                              tmp_path_factory.mktemp("chat-llama"))
     return export.export_onnx(folder, tmp_path_factory.mktemp("chat-llama-onnx") / "model", dtypes=("fp32", "q8"))
