@@ -767,7 +767,7 @@ def plot_pretraining_loss(losses: Sequence[float], *, vocab_size: int | None = N
     if ax is None:
         _, ax = plt.subplots(figsize=(8, 4))
     if not losses:
-        ax.text(0.5, 0.5, "no pretraining: the base model comes from the Hub", ha="center", va="center")
+        ax.text(0.5, 0.5, "no pretraining here: the base model is already pretrained", ha="center", va="center")
         return ax
     ax.plot(range(1, len(losses) + 1), losses, alpha=0.35, label="loss per step")
     window = max(1, len(losses) // 20)
