@@ -3,7 +3,7 @@
 - ``tiny``: offline, CPU, minutes. The shipped corpus and a tokenizer/model the course builds itself.
   This is what CI and the nightly run: the mechanics, not a model worth talking to.
 - ``laptop``: a real pretrained instruct model, SmolLM2-135M-Instruct, fine-tuned with LoRA on the
-  shipped corpus on a laptop CPU, in about a quarter of an hour. From the Hub when it is reachable,
+  shipped corpus on a laptop CPU, in about 11 minutes on two cores (benchmarks/README.md). From the Hub when it is reachable,
   else from its offline stand-in (``helpers.hub``). The profile for self-study.
 - ``colab``: a Colab T4. Downloads Simple English Wikipedia's multistream dump and uses Hub models.
 - ``full``: the same as colab without the sampling caps, for a long run on a bigger GPU.
@@ -118,7 +118,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "split_fractions": {"train": 0.8, "validation": 0.1, "test": 0.1},
         "tokenizer_name": "HuggingFaceTB/SmolLM2-135M-Instruct",
         "model_name": "HuggingFaceTB/SmolLM2-135M-Instruct",
-        # Sized for about 15 minutes end to end on two CPU cores, where a LoRA step on 8 pairs takes about
+        # Sized for at most 15 minutes end to end on two CPU cores (measured: 10 min 52 s), where a LoRA step on 8 pairs takes about
         # 10 s, and for a few GB of memory: batches of 4 pairs, accumulated by 2 (the activations of 30
         # layers for 8 long pairs took several GB).
         "finetune_method": "lora",
