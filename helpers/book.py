@@ -144,6 +144,92 @@ def broken_local_links(root: Path = REPO_ROOT) -> list[str]:
     return broken
 
 
+LITERALINCLUDE = re.compile(r"^```+\{literalinclude\}[ \t]+(\S+)[ \t]*\n((?:[ \t]*:[\w-]+:.*\n)*)", re.MULTILINE)
+OPTION = re.compile(r"^[ \t]*:([\w-]+):[ \t]*(.*?)[ \t]*$", re.MULTILINE)
+
+
+def literalincludes(page: Path) -> list[tuple[str, dict[str, str]]]:
+    """``(path, options)`` of every MyST ``literalinclude`` in ``page`` (a chapter's ``.md`` twin)."""
+    text = page.read_text(encoding="utf-8")
+    return [(target, dict(OPTION.findall(options))) for target, options in LITERALINCLUDE.findall(text)]
+
+
+def included_text(source: str, options: dict[str, str]) -> str | None:
+    """The part of ``source`` a literalinclude with ``options`` shows, as mystmd selects it (None: a marker is missing)."""
+    begin = 0
+    if "start-at" in options or "start-after" in options:
+        marker = options.get("start-at", options.get("start-after"))
+        found = source.find(marker)
+        if found < 0:
+            return None
+        begin = found if "start-at" in options else found + len(marker)
+    stop = len(source)
+    if "end-before" in options or "end-at" in options:
+        marker = options.get("end-before", options.get("end-at"))
+        found = source.find(marker, begin)
+        if found < 0:
+            return None
+        stop = found if "end-before" in options else found + len(marker)
+    return source[begin:stop]
+
+
+def _whole_python_object(source: str, text: str) -> str | None:
+    """When ``text`` starts with a ``def`` or ``class``, why it is not exactly that object's source (else None)."""
+    import ast
+
+    lines = text.lstrip("\n").rstrip().splitlines()
+    head = lines[0].strip() if lines else ""
+    if not re.match(r"(async\s+)?(def|class)\s", head):
+        return None
+    first = source[: source.index(text)].count("\n") + 1 + (len(text) - len(text.lstrip("\n")))
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.lineno == first:
+            expected = node.end_lineno - node.lineno + 1
+            return None if len(lines) == expected else (
+                f"shows {len(lines)} lines from {node.name}, which has {expected}: the markers no longer frame it")
+    return f"starts at line {first}, where no function or class starts"
+
+
+def literalinclude_problems(page: Path) -> list[str]:
+    """What would make a ``literalinclude`` in ``page`` show the wrong code, or none.
+
+    The book shows helper and page source with ``literalinclude``; it must keep showing what the
+    prose explains when that source changes. mystmd selects by text markers (``:start-at:`` or
+    ``:start-after:``, ``:end-before:`` or ``:end-at:``); each must occur exactly once in the file.
+    A selection that starts with a ``def`` or ``class`` must be exactly that function or class (what
+    Sphinx's ``:pyobject:`` gives, which mystmd lacks). ``:lines:`` and ``:start-line:`` are refused:
+    line numbers drift silently when the file above them changes.
+    """
+    problems = []
+    for target, options in literalincludes(page):
+        where = f"{page.name}: literalinclude {target}"
+        path = page.parent / target
+        if not path.is_file():
+            problems.append(f"{where}: no such file")
+            continue
+        source = path.read_text(encoding="utf-8")
+        drifting = sorted(set(options) & {"lines", "start-line", "end-line", "pyobject"})
+        if drifting:
+            problems.append(f"{where}: uses :{drifting[0]}:, which mystmd lacks or which drifts when the file "
+                            "changes; use :start-at: and :end-before: text markers")
+            continue
+        markers = [options[o] for o in ("start-at", "start-after", "end-before", "end-at") if o in options]
+        counts = {marker: source.count(marker) for marker in markers}
+        wrong = [f"marker {marker!r} occurs {count} times, not once" for marker, count in counts.items() if count != 1]
+        if wrong:
+            problems.extend(f"{where}: {message}" for message in wrong)
+            continue
+        text = included_text(source, options)
+        if not text or not text.strip():
+            problems.append(f"{where}: the markers select nothing (is the end marker before the start?)")
+            continue
+        if path.suffix == ".py":
+            mismatch = _whole_python_object(source, text)
+            if mismatch:
+                problems.append(f"{where}: {mismatch}")
+    return problems
+
+
 def check_book(root: Path | str = REPO_ROOT, timeout: float = 600) -> BookReport:
     """Validate the book at ``root`` in a temporary copy (the repository is left untouched)."""
     root = Path(root)

@@ -449,7 +449,19 @@ def build_tiny_gpt2(tokenizer: PreTrainedTokenizerBase, config: dict[str, Any], 
     """
     torch.manual_seed(seed)
     gpt2 = GPT2Config(vocab_size=len(tokenizer), **_special_ids(tokenizer), **config)
-    return GPT2LMHeadModel(gpt2)
+    return with_named_loss(GPT2LMHeadModel(gpt2))
+
+
+def with_named_loss(model: PreTrainedModel) -> PreTrainedModel:
+    """``model`` with ``config.loss_type`` set to the causal-LM loss when the config names none.
+
+    transformers picks a model's loss from its class name; ``GPT2LMHeadModel`` does not say
+    "ForCausalLM", so the first loss computed logs "`loss_type=None` ... unrecognized" and uses the
+    causal-LM loss anyway. Naming it is the same loss without the notice.
+    """
+    if getattr(model.config, "loss_type", None) is None:
+        model.config.loss_type = "ForCausalLM"
+    return model
 
 
 def build_tiny_llama(
@@ -732,9 +744,9 @@ def load_base_model(params: dict[str, Any], run_dir: Path | str) -> PreTrainedMo
     where = base_model_path_or_name(params, run_dir)
     if params["model_name"] == COURSE_TINY_GPT2:
         require_input(Path(where) / "config.json", produced_by="04_model")
-        return AutoModelForCausalLM.from_pretrained(where)
+        return with_named_loss(AutoModelForCausalLM.from_pretrained(where))
     folder, _ = hub.pretrained_source(where, offline=params["hub_offline"])
-    return AutoModelForCausalLM.from_pretrained(str(folder))
+    return with_named_loss(AutoModelForCausalLM.from_pretrained(str(folder)))
 
 
 def greedy_samples(

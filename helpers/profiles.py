@@ -118,14 +118,15 @@ PROFILES: dict[str, dict[str, Any]] = {
         "split_fractions": {"train": 0.8, "validation": 0.1, "test": 0.1},
         "tokenizer_name": "HuggingFaceTB/SmolLM2-135M-Instruct",
         "model_name": "HuggingFaceTB/SmolLM2-135M-Instruct",
-        # Sized for at most 15 minutes end to end on two CPU cores (measured: 10 min 52 s), where a LoRA step on 8 pairs takes about
-        # 10 s, and for a few GB of memory: batches of 4 pairs, accumulated by 2 (the activations of 30
-        # layers for 8 long pairs took several GB).
+        # Sized for at most 15 minutes end to end on two CPU cores, where a LoRA step on 8 pairs takes about
+        # 10 s, and for well under 6 GB of memory: the activations that 30 layers keep for the backward
+        # pass take about 3 MB per token, so batches of 2 pairs accumulated by 4 (8 per optimizer step,
+        # as fast per token as batches of 4; benchmarks/README.md has the measurement).
         "finetune_method": "lora",
         "finetune_epochs": 1,
         "finetune_max_steps": 20,
-        "finetune_batch_size": 4,
-        "finetune_grad_accumulation": 2,
+        "finetune_batch_size": 2,
+        "finetune_grad_accumulation": 4,
         "finetune_max_length": 384,
         "finetune_eval_steps": 10,
         "finetune_logging_steps": 2,

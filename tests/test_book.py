@@ -38,6 +38,39 @@ def test_mystmd_is_pinned_exactly_in_the_dev_extra():
     assert any(line.startswith("mystmd==") for line in dev)
 
 
+
+def test_every_literalinclude_shows_code_that_exists():
+    pages = sorted((REPO_ROOT / "notebooks").glob("[0-9][0-9]_*.md"))
+    problems = [problem for page in pages for problem in book.literalinclude_problems(page)]
+    assert not problems, "\n".join(problems)
+
+
+def test_the_literalinclude_check_catches_what_would_drift(tmp_path):
+    (tmp_path / "code.py").write_text("class Outer:\n    def inner(self):\n        pass\n\n\ndef top():\n    return 1\n\n\n"
+                                      "def after():\n    pass\n\n# [part]\nx = 1\n# [/part]\n")
+    page = tmp_path / "page.md"
+    good = ["```{literalinclude} code.py\n:start-at: def top(\n:end-before: def after(\n```",
+            "```{literalinclude} code.py\n:start-at: class Outer\n:end-before: def top(\n```",
+            "```{literalinclude} code.py\n:start-after: # [part]\n:end-before: # [/part]\n```"]
+    page.write_text("\n\n".join(good) + "\n")
+    assert book.literalincludes(page)[0] == ("code.py", {"start-at": "def top(", "end-before": "def after("})
+    assert book.literalinclude_problems(page) == []
+    bad = {
+        "```{literalinclude} missing.py\n:start-at: def top(\n```": "no such file",
+        "```{literalinclude} code.py\n:pyobject: top\n```": "uses :pyobject:",
+        "```{literalinclude} code.py\n:lines: 1-3\n```": "uses :lines:",
+        "```{literalinclude} code.py\n:start-after: # [nowhere]\n```": "occurs 0 times",
+        "```{literalinclude} code.py\n:start-at: def\n```": "occurs 3 times",
+        "```{literalinclude} code.py\n:start-after: # [/part]\n:end-before: # [part]\n```": "select nothing",
+        # a function inserted between the markers would show up in the book: caught
+        "```{literalinclude} code.py\n:start-at: def top(\n:end-before: # [part]\n```": "shows 6 lines from top, which has 2",
+        "```{literalinclude} code.py\n:start-at: def top(\n:end-before: return 1\n```": "shows 1 lines from top, which has 2",
+    }
+    for block, expected in bad.items():
+        page.write_text(block + "\n")
+        problems = book.literalinclude_problems(page)
+        assert len(problems) == 1 and expected in problems[0], (block, problems)
+
 @needs_myst
 def test_the_book_builds_offline_without_warnings():
     report = book.check_book()

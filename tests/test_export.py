@@ -52,6 +52,19 @@ def test_q4_quantizes_llama_matmuls_and_is_skipped_for_gpt2_gemm(exported_gpt2, 
         "missing: Transformers.js requests this file for dtype 'q4'"]
 
 
+def test_q8_keeps_the_llama_mlp_output_projections_in_float(exported_gpt2, exported_llama):
+    import onnx
+
+    layers = json.loads((exported_llama / "config.json").read_text())["num_hidden_layers"]
+    q8 = onnx.load(str(exported_llama / "onnx" / "model_quantized.onnx"), load_external_data=False)
+    kept = export.q8_float_nodes(q8)
+    assert len(kept) == layers and all("/down_proj/" in name for name in kept)
+    # every other linear layer is quantized: q, k, v, o, gate, up in each layer, and the output layer
+    assert sum(node.op_type == "MatMulInteger" for node in q8.graph.node) == 6 * layers + 1
+    gpt2_q8 = onnx.load(str(exported_gpt2 / "onnx" / "model_quantized.onnx"), load_external_data=False)
+    assert export.q8_float_nodes(gpt2_q8) == []
+
+
 @pytest.mark.parametrize("which", ["gpt2", "llama"])
 def test_onnx_matches_pytorch_and_quantized_variants_are_measured(which, request, pair_splits):
     model_dir = request.getfixturevalue(f"tiny_{which}_dir")

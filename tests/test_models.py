@@ -158,6 +158,16 @@ def test_tiny_gpt2_has_distilgpt2s_conventions(course_tokenizer):
     assert model.lm_head.weight is model.transformer.wte.weight
 
 
+
+def test_the_gpt2_loss_is_named_and_is_next_token_cross_entropy(course_tokenizer):
+    model = models.build_tiny_gpt2(course_tokenizer, get_profile("tiny")["tiny_model_config"])
+    assert model.config.loss_type == "ForCausalLM"  # transformers would otherwise log that it guessed
+    ids = torch.tensor([course_tokenizer("Albedo is the fraction of light reflected.")["input_ids"]])
+    with torch.no_grad():
+        output = model(ids, labels=ids)
+    expected = torch.nn.functional.cross_entropy(output.logits[0, :-1], ids[0, 1:])
+    assert torch.allclose(output.loss, expected, atol=1e-6)
+
 def test_pretraining_uses_only_training_articles(clean_articles, pair_splits):
     texts = models.pretraining_texts(clean_articles, pair_splits["train"])
     titles = {text.split("\n\n", 1)[0] for text in texts}
