@@ -377,8 +377,6 @@ def strip_markup(text: str) -> str:
     return normalize_text(stripped, "NFC")
 
 
-_TERMINAL = re.compile(r"[.!?][\"'”’»)\]]*$")
-_LIST_MARKER = re.compile(r"^\s*(?:[*#•·▪◦‣-]|–|—|\d{1,3}[.)]\s)")
 _WORD = re.compile(r"[^\W\d_]+(?:['’][^\W\d_]+)?")
 _ORDINARY_PUNCT = set(".,;:!?'\"()[]-–—’‘“”/%&")
 
@@ -386,6 +384,12 @@ _ORDINARY_PUNCT = set(".,;:!?'\"()[]-–—’‘“”/%&")
 def _is_latin(ch: str) -> bool:
     # Basic Latin to Latin Extended-B, and Latin Extended Additional (Vietnamese and the like).
     return ch <= "\u024f" or "\u1e00" <= ch <= "\u1eff"
+
+
+# --- lists and sentence ends (the list_like filter) -----------------------------------------
+
+_TERMINAL = re.compile(r"[.!?][\"'”’»)\]]*$")
+_LIST_MARKER = re.compile(r"^\s*(?:[*#•·▪◦‣-]|–|—|\d{1,3}[.)]\s)")
 
 
 def ends_sentence(text: str) -> bool:
@@ -430,7 +434,11 @@ def drop_lists(text: str, max_list_line_share: float = 0.5) -> str:
 # --- corpus-level duplicate detection -------------------------------------------------------
 
 
-def _duplicate_key(text: str) -> str:
+def duplicate_key(text: str) -> str:
+    """What two paragraphs share when they are exact duplicates: their words, case-folded, hashed.
+
+    Case, spacing and punctuation do not count, so "Albedo, the ratio" and "albedo the ratio" match.
+    """
     canonical = " ".join(re.findall(r"\w+", text.casefold()))
     return hashlib.blake2b(canonical.encode("utf-8"), digest_size=16).hexdigest()
 
@@ -546,7 +554,7 @@ def clean_articles(
         config.near_duplicate_threshold, config.shingle_size, config.num_perm, config.lsh_bands, config.seed
     )
     seen: dict[str, str] = {}
-    checks = _paragraph_checks(config, sentence_tokenizer)
+    checks = paragraph_checks(config, sentence_tokenizer)
     cleaned_articles = []
     for article, sections in zip(articles, repaired):
         title = article.get("title", "")
@@ -556,12 +564,12 @@ def clean_articles(
             for text in paragraphs:
                 text = _transform(report, "list_like", title, text, lambda t: drop_lists(t, config.max_list_line_share))
                 if text is not None:
-                    text = _transform(report, "trim_long", title, text, lambda t: _trim_long(t, config, sentence_tokenizer))
+                    text = _transform(report, "trim_long", title, text, lambda t: trim_long(t, config, sentence_tokenizer))
                 if text is not None:
-                    text = _transform(report, "fragment", title, text, lambda t: _drop_fragment(t, sentence_tokenizer))
+                    text = _transform(report, "fragment", title, text, lambda t: drop_fragment(t, sentence_tokenizer))
                 if text is None or _failed_check(report, checks, title, text):
                     continue
-                key = _duplicate_key(text)
+                key = duplicate_key(text)
                 if key in seen:
                     report.removed("exact_duplicate", title, text, f"same as a paragraph of {seen[key]!r}")
                     continue
@@ -640,7 +648,11 @@ def _section_removed(report: CleaningReport, name: str, title: str, section: dic
     report._example(stats, title, f"== {section.get('heading') or '(lead)'} == {text}", detail)
 
 
-def _trim_long(text: str, config: CleaningConfig, tokenizer: PunktSentenceTokenizer) -> str:
+# --- cutting at sentence boundaries (the trim_long and fragment filters) ----------------------
+
+
+def trim_long(text: str, config: CleaningConfig, tokenizer: PunktSentenceTokenizer) -> str:
+    """``text`` cut after the last sentence that ends within ``config.max_paragraph_chars``."""
     if len(text) <= config.max_paragraph_chars:
         return text
     end = 0
@@ -652,7 +664,8 @@ def _trim_long(text: str, config: CleaningConfig, tokenizer: PunktSentenceTokeni
     return text[:end] if end else text
 
 
-def _drop_fragment(text: str, tokenizer: PunktSentenceTokenizer) -> str:
+def drop_fragment(text: str, tokenizer: PunktSentenceTokenizer) -> str:
+    """``text`` without its trailing sentences that lack terminal punctuation (``""``: all of them did)."""
     spans = list(tokenizer.span_tokenize(text))
     while spans and not ends_sentence(text[spans[-1][0] : spans[-1][1]]):
         spans.pop()
@@ -668,7 +681,7 @@ def _failed_check(report: CleaningReport, checks: list[tuple[str, Callable[[str]
     return False
 
 
-def _paragraph_checks(config: CleaningConfig, tokenizer: PunktSentenceTokenizer) -> list[tuple[str, Callable[[str], str | None]]]:
+def paragraph_checks(config: CleaningConfig, tokenizer: PunktSentenceTokenizer) -> list[tuple[str, Callable[[str], str | None]]]:
     """The keep-or-remove tests, in order; each returns why it removes a paragraph, or None."""
     stopwords = nltk_offline.COURSE_STOPWORDS  # fixed, so results do not depend on installed NLTK data
 

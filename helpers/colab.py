@@ -10,7 +10,7 @@ minutes on a fresh runtime, and nothing on the next chapters (pip sees the pins 
 Then ``setup_report(params, mount_drive)``:
 
 - says whether this is Colab, the torch version, the GPU's name, memory and compute capability;
-- chooses the mixed precision with :func:`helpers.finetune.choose_precision` (bf16 from compute
+- chooses the mixed precision with :func:`choose_precision` (bf16 from compute
   capability 8.0, fp16 on a T4, fp32 on a CPU);
 - warns when a package was imported *before* the install replaced it (restart the session);
 - mounts Google Drive when asked (``mount_drive=True``), or by default when the profile keeps its
@@ -53,7 +53,7 @@ class SetupReport:
             out.append(f"GPU:       {self.gpu_name}, {self.gpu_memory_gib:.1f} GiB, compute capability {self.compute_capability}")
         else:
             out.append("GPU:       none (CPU): fine for the tiny profile; on Colab choose Runtime > Change runtime type > T4 GPU")
-        out.append(f"precision: {self.precision} (helpers.finetune.choose_precision)")
+        out.append(f"precision: {self.precision} (helpers.colab.choose_precision)")
         out.append(f"drive:     {self.drive or 'not mounted (checkpoints stay in the run folder)'}")
         if self.stale:
             out.append("RESTART NEEDED: " + ", ".join(self.stale) + " was imported before the install replaced it: "
@@ -120,12 +120,27 @@ def mount_drive(mountpoint: Path | str | None = None) -> Path | None:
     return mountpoint / "MyDrive"
 
 
+def choose_precision(device: Any = None) -> str:
+    """``"bf16"``, ``"fp16"`` or ``"fp32"``: the mixed precision the hardware trains best in.
+
+    bf16 on CUDA GPUs of compute capability 8.0 or more (A100, H100, H200): fp32's range, so no loss
+    scaling. fp16 with loss scaling on older GPUs (a T4 is 7.5: it has no bf16 hardware, although
+    ``torch.cuda.is_bf16_supported()`` may say yes through slow emulation). fp32 on CPU (and MPS).
+    """
+    import torch
+
+    device = torch.device(device) if device is not None else None
+    if (device is not None and device.type != "cuda") or not torch.cuda.is_available():
+        return "fp32"
+    if tuple(torch.cuda.get_device_capability(device)) >= (8, 0) and torch.cuda.is_bf16_supported():
+        return "bf16"
+    return "fp16"
+
+
 def setup_report(params: dict[str, Any] | None = None, mount_drive: bool | None = None, *,
                  show: bool = True) -> SetupReport:
     """Report the runtime, GPU and precision (and mount Drive if wanted); print it unless ``show=False``."""
     import torch
-
-    from helpers.finetune import choose_precision
 
     drive = None
     if wants_drive(params, mount_drive):

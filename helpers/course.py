@@ -241,6 +241,45 @@ def _describe(error: BaseException, executed: Path | None = None) -> str:
     return f"{where}{name}: {value}"
 
 
+# Each chapter's measured time per profile, from real runs (``--record-times``); the chapters print it.
+CHAPTER_TIMES = REPO_ROOT / "benchmarks" / "chapter_times.json"
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{int(seconds // 60)} min {round(seconds % 60):02d} s"
+
+
+def measured_time(chapter: str, times_path: Path | str = CHAPTER_TIMES) -> str:
+    """One line: how long ``chapter`` took on each measured profile, and where and when it was measured."""
+    if chapter not in CHAPTERS:
+        raise KeyError(f"unknown chapter {chapter!r}; chapters: {', '.join(CHAPTERS)}")
+    times = json.loads(Path(times_path).read_text(encoding="utf-8"))
+    parts = [f"{profile} {_duration(entry['seconds'][chapter])}" for profile, entry in times.items()
+             if chapter in entry["seconds"]]
+    sources = sorted({f"{entry['machine']}, {entry['measured']}" for entry in times.values()})
+    return (f"Measured time of this chapter: {'; '.join(parts)} ({'; '.join(sources)}; "
+            f"benchmarks/chapter_times.json). Your run's time goes to summary.json.")
+
+
+def record_times(summary: dict[str, Any], machine: str, times_path: Path | str = CHAPTER_TIMES) -> Path:
+    """Store the wall time of every chapter that ran ``ok`` in ``summary`` as its profile's measured times.
+
+    Only a run that completed every chapter counts: a partial run would mix old and new numbers.
+    """
+    chapters = summary.get("chapters", {})
+    failed = [name for name in CHAPTERS if chapters.get(name, {}).get("status") != "ok"]
+    if failed:
+        raise ValueError(f"--record-times needs a run of every chapter; not ok: {', '.join(failed)}")
+    path = Path(times_path)
+    times = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    times[summary["profile"]] = {
+        "machine": machine,
+        "measured": time.strftime("%Y-%m-%d"),
+        "seconds": {name: round(chapters[name]["wall_seconds"], 1) for name in CHAPTERS},
+    }
+    return write_json(path, times)
+
+
 def parse_overrides(items: list[str]) -> dict[str, Any]:
     """``["key=value", ...]`` from the command line as a dict; a value is read as JSON when it parses, else kept as text."""
     overrides: dict[str, Any] = {}
@@ -263,17 +302,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="change one profile value for this run (VALUE is JSON, else a string); repeatable, "
                              "e.g. --set finetune_max_steps=4")
+    parser.add_argument("--record-times", metavar="MACHINE",
+                        help="after a complete run, store its chapter times in benchmarks/chapter_times.json "
+                             "(what the chapters print), described as MACHINE, e.g. '2-core CPU'")
     args = parser.parse_args(argv)
     try:
         overrides = parse_overrides(args.overrides)
+        if args.record_times and (overrides or args.from_chapter):
+            raise ValueError("--record-times measures the profile as it is: run every chapter, without --set or --from")
         summary = run_course(args.profile, runs_root=args.runs_root, from_chapter=args.from_chapter,
                              overrides=overrides)
+        for chapter, entry in summary["chapters"].items():
+            print(f"{chapter:12s} {entry.get('status', '?'):7s} {entry.get('wall_seconds', 0):7.1f}s")
+        print(f"summary: {Path(summary['run_dir']) / 'summary.json'}")
+        if args.record_times:
+            print(f"times: {record_times(summary, args.record_times)}")
     except (ValueError, KeyError, RuntimeError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    for chapter, entry in summary["chapters"].items():
-        print(f"{chapter:12s} {entry.get('status', '?'):7s} {entry.get('wall_seconds', 0):7.1f}s")
-    print(f"summary: {Path(summary['run_dir']) / 'summary.json'}")
     return 0
 
 

@@ -10,6 +10,9 @@ the Transformers.js pipeline in a Web Worker). Three steps make it work from loc
 - ``serve``: a threaded static server with the right MIME types and the cross-origin isolation
   headers that let ONNX Runtime use several threads.
 
+The rules the page shares with Python (the file per dtype, the default model name) are in
+``site/page.json``, read by ``helpers.export`` and by ``site/app.js``.
+
 ``python -m helpers.deploy serve`` is the one command that serves ``site/``.
 """
 from __future__ import annotations
@@ -26,13 +29,15 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from helpers.export import require_good_folder
+from helpers.export import PAGE_RULES, require_good_folder
 from helpers.profiles import REPO_ROOT
 
 SITE_DIR = REPO_ROOT / "site"
 # ONNX Runtime Web's JSEP build (WebGPU and CPU) and its plain CPU build, faster on WASM (site/worker.js).
 VENDOR_FILES = ("transformers.min.js", "ort-wasm-simd-threaded.jsep.mjs", "ort-wasm-simd-threaded.jsep.wasm",
                 "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm")
+# The folder under site/models/ the page opens without ?model= (site/page.json, which the page reads too).
+DEFAULT_NAME: str = PAGE_RULES["default_model"]
 
 def presets() -> dict[str, dict[str, Any]]:
     """The generation presets the page offers: chapter 05's ``helpers.finetune.PRESETS``, each with a label."""
@@ -89,7 +94,7 @@ def _installed_matches_pin(site_dir: Path) -> bool:
     return installed.get("version") == pinned
 
 
-def deploy_model(model_dir: Path | str, site_dir: Path | str = SITE_DIR, name: str = "course-model",
+def deploy_model(model_dir: Path | str, site_dir: Path | str = SITE_DIR, name: str = DEFAULT_NAME,
                  *, dtypes: tuple[str, ...] = ("fp32", "q8")) -> Path:
     """Copy the exported model in ``model_dir`` to ``site/models/<name>/`` and return that folder.
 
@@ -149,8 +154,24 @@ class SiteRequestHandler(SimpleHTTPRequestHandler):
             super().log_message(format, *args)
 
 
+class SiteServer(ThreadingHTTPServer):
+    """A threaded server that stays quiet when a client hangs up midway.
+
+    A browser cancels requests it no longer needs (a headless one closing a page, a check reading only
+    the headers of a large file); the base class prints a traceback for each. Those are the client's
+    choice, not a server error; anything else is still printed.
+    """
+
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError):  # BrokenPipeError, ConnectionResetError...
+            return
+        super().handle_error(request, client_address)
+
+
 def serve(site_dir: Path | str = SITE_DIR, port: int = 0, host: str = "127.0.0.1",
-          *, verbose: bool = False) -> tuple[ThreadingHTTPServer, str]:
+          *, verbose: bool = False) -> tuple[SiteServer, str]:
     """Serve ``site_dir`` in a background thread; return the server and its URL.
 
     ``port=0`` picks a free port. Stop it with ``server.shutdown(); server.server_close()``.
@@ -159,8 +180,7 @@ def serve(site_dir: Path | str = SITE_DIR, port: int = 0, host: str = "127.0.0.1
     if not (site_dir / "index.html").exists():
         raise FileNotFoundError(f"{site_dir} has no index.html: pass the course's site/ folder")
     handler = functools.partial(SiteRequestHandler, directory=str(site_dir))
-    server = ThreadingHTTPServer((host, port), handler)
-    server.daemon_threads = True
+    server = SiteServer((host, port), handler)
     server.verbose = verbose  # type: ignore[attr-defined]
     threading.Thread(target=server.serve_forever, name="site-server", daemon=True).start()
     return server, f"http://{host}:{server.server_address[1]}/"
@@ -235,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     build_cmd.add_argument("--force", action="store_true")
     deploy_cmd = commands.add_parser("deploy", help="copy an exported model into site/models/<name>/")
     deploy_cmd.add_argument("model_dir", type=Path)
-    deploy_cmd.add_argument("--name", default="course-model")
+    deploy_cmd.add_argument("--name", default=DEFAULT_NAME)
     deploy_cmd.add_argument("--site", type=Path, default=SITE_DIR)
     args = parser.parse_args(argv)
     try:

@@ -50,10 +50,17 @@ def bold_sample(dump_path: Path | str) -> str:
 
 def check_01_strip_bold(dump_path: Path | str, strip_bold: Callable[[str], str] | None) -> str:
     """Exercise: a function that removes bold marks (''') and keeps everything else, italics ('') included."""
+    todo = TODO + "write the body of `strip_bold(wikitext) -> str`, which removes '''"
     if strip_bold is None:
-        return TODO + "define `strip_bold(wikitext) -> str` that removes ''' and set the answer to it"
+        return todo
     text = bold_sample(dump_path)
-    got, expected = strip_bold(text), text.replace("'''", "")
+    try:
+        got = strip_bold(text)
+    except NotImplementedError:
+        return todo
+    except Exception as error:  # the learner's code: say what went wrong instead of stopping the notebook
+        return f"not quite: strip_bold raised {type(error).__name__}: {error}"
+    expected = text.replace("'''", "")
     if not isinstance(got, str):
         return f"not quite: strip_bold returned {type(got).__name__}, not a str"
     if "'''" in got:
@@ -63,6 +70,61 @@ def check_01_strip_bold(dump_path: Path | str, strip_bold: Callable[[str], str] 
         at = next((i for i, (a, b) in enumerate(zip(got, expected)) if a != b), min(len(got), len(expected)))
         return f"not quite: the text changed beyond the bold marks near {expected[max(0, at - 30):at + 30]!r}"
     return f"correct: {text.count(chr(39) * 3)} bold marks removed from a real article, the rest intact"
+
+
+def multistream_samples(multistream_path: Path | str, index_path: Path | str) -> list[tuple[str, int, int | None]]:
+    """``(title, offset, length)`` of the last page of the first, a middle and the last page stream.
+
+    Read from the index file directly (not through ``dump.read_multistream_index``). For a dump over
+    50 MB the third stream stands in for the last one, so that checking stays quick. The last page
+    of a stream, so that an answer returning a stream's first page regardless of the title fails.
+    """
+    import bz2
+
+    opener = bz2.open if str(index_path).endswith(".bz2") else open
+    with opener(index_path, "rt", encoding="utf-8") as handle:
+        rows = [line.rstrip("\n").split(":", 2) for line in handle if line.strip()]
+    last_title = {int(offset): title for offset, _, title in rows}  # the later row wins: the stream's last page
+    offsets = sorted(last_title)
+    small = Path(multistream_path).stat().st_size <= 50_000_000
+    picks = sorted({0, len(offsets) // 2, len(offsets) - 1 if small else min(2, len(offsets) - 1)})
+    return [(last_title[offsets[i]], offsets[i], offsets[i + 1] - offsets[i] if i + 1 < len(offsets) else None)
+            for i in picks]
+
+
+def check_01_read_page(multistream_path: Path | str, index_path: Path | str,
+                       read_page: Callable[[Path, int, int | None, str], str] | None) -> str:
+    """Exercise: ``read_page(path, offset, length, title)``, one page's wikitext read from its stream only.
+
+    The expected wikitexts come from streaming the whole file from its start (``dump.iter_pages``),
+    not from the seek this exercise writes.
+    """
+    from helpers import dump
+
+    todo = TODO + "write the body of `read_page(multistream_path, offset, length, title) -> str`"
+    if read_page is None:
+        return todo
+    samples = multistream_samples(multistream_path, index_path)
+    wanted = {title for title, _, _ in samples}
+    expected: dict[str, str] = {}
+    for page in dump.iter_pages(multistream_path):
+        if page.title in wanted:
+            expected[page.title] = page.text
+            if len(expected) == len(wanted):
+                break
+    for title, offset, length in samples:
+        try:
+            got = read_page(Path(multistream_path), offset, length, title)
+        except NotImplementedError:
+            return todo
+        except Exception as error:  # the learner's code: say what went wrong instead of stopping the notebook
+            return f"not quite: read_page(..., {offset}, {length}, {title!r}) raised {type(error).__name__}: {error}"
+        if got != expected[title]:
+            shown = got[:60] if isinstance(got, str) else type(got).__name__
+            return (f"not quite: for {title!r} (stream at byte {offset:,}) it returned {shown!r}, "
+                    f"not the page's {len(expected[title]):,} characters of wikitext starting {expected[title][:40]!r}")
+    streams = ", ".join(str(offset) for _, offset, _ in samples)
+    return f"correct: {len(samples)} pages read from the streams at bytes {streams}, each equal to what streaming finds"
 
 
 # --- 02 Cleaning ---------------------------------------------------------------------------------
@@ -101,6 +163,57 @@ def check_02_top_term(articles: list[dict[str, Any]], answer: str | None, n_arti
     return f"not quite: {answer!r}{hint}; the top terms are {', '.join(map(str, table['term']))}"
 
 
+#: Cases the rule of exercise 02.3 must get right whatever the corpus holds: (text, is a note).
+EDITORIAL_NOTE_CASES: tuple[tuple[str, bool], ...] = (
+    ("(See summation for an explanation of the summation operator).", True),
+    ("(Condensed from a handbook: Section 5.7. A glossary of terms.)", True),
+    ("  (See the table below (Table 1) for the values.)\n", True),
+    ("(a) the first reading of the text. (b) the second reading of the text.", False),
+    ("(born 1950) Jane Doe is a painter who works in oil and in watercolour.", False),
+    ("Albedo is a ratio (of reflected to incident light), measured from zero to one.", False),
+    ("An aside at the end of a sentence (like this one).", False),
+)
+
+
+def is_editorial_note(text: str) -> bool:
+    """The whole paragraph is inside one pair of parentheses, perhaps followed by a full stop."""
+    text = text.strip()
+    if text.endswith(")."):
+        text = text[:-1]
+    if not (text.startswith("(") and text.endswith(")")):
+        return False
+    depth = 0
+    for position, char in enumerate(text):
+        depth += (char == "(") - (char == ")")
+        if depth == 0:  # the first parenthesis closes here: a note only if that is the end
+            return position == len(text) - 1
+    return False
+
+
+def check_02_editorial_note(run_dir: Path | str, check: Callable[[str], str | None] | None) -> str:
+    """Exercise: a check that removes paragraphs wholly in parentheses, run on this run's cleaned paragraphs."""
+    from helpers import clean, dump
+
+    if check is None:
+        return TODO + "write `editorial_note(text) -> str | None` and set the answer to it"
+    path = Path(run_dir) / "02_cleaning" / "articles.jsonl"
+    paragraphs = list(clean.iter_paragraphs(dump.read_jsonl(path)))
+    cases = [(text, is_editorial_note(text)) for text in paragraphs] + list(EDITORIAL_NOTE_CASES)
+    for text, expected in cases:
+        try:
+            verdict = check(text)
+        except Exception as error:  # the learner's code: say what failed and where
+            return f"not quite: it raised {type(error).__name__}: {error} on {text[:80]!r}"
+        if verdict is not None and not isinstance(verdict, str):
+            return f"not quite: it returned {verdict!r}; a check returns a reason (a str) or None"
+        if (verdict is not None) != expected:
+            what = "removes" if verdict is not None else "keeps"
+            return f"not quite: it {what} {text.strip()[:100]!r}, which is {'' if expected else 'not '}an editorial note"
+    notes = [text for text in paragraphs if is_editorial_note(text)]
+    example = f", e.g. {notes[0][:70]!r}" if notes else ""
+    return f"correct: it removes {len(notes)} of this run's {len(paragraphs)} paragraphs{example}"
+
+
 # --- 03 Pairing ----------------------------------------------------------------------------------
 
 
@@ -137,6 +250,67 @@ def check_03_long_pairs(run_dir: Path | str, tokenizer: Any, max_length: int, an
     expected = int((lengths.loc[lengths["split"] == "train", "full"] > max_length).sum())
     return _verdict(int(answer) == expected, f"{answer} given, {expected} of {len(splits['train'])} are longer",
                     f"correct: {expected} of {len(splits['train'])} training pairs")
+
+
+def hashed_split_of(article_id: Any, fractions: dict[str, float]) -> str:
+    """Exercise 03.3's rule: the first split whose cumulative fraction is above the id's hash in [0, 1)."""
+    import hashlib
+
+    position = int(hashlib.sha256(str(article_id).encode()).hexdigest(), 16) / 16**64
+    cumulative = 0.0
+    for name, fraction in fractions.items():
+        cumulative += fraction
+        if position < cumulative:
+            return name
+    return name  # fractions summing to 0.999... by rounding: the last split
+
+
+def _pair_key(pair: dict[str, Any]) -> tuple:
+    return pair.get("article_id"), pair.get("heading_path"), pair.get("instruction")
+
+
+def _articles_by_split(splits: dict[str, list[dict[str, Any]]]) -> dict[Any, str]:
+    return {pair["article_id"]: name for name, rows in splits.items() for pair in rows}
+
+
+def check_03_stable_split(run_dir: Path | str, fractions: dict[str, float], stable_split: Callable | None) -> str:
+    """Exercise: a split by article decided by each article's hashed id, run on this run's pairs."""
+    from helpers import pairs
+
+    if stable_split is None:
+        return TODO + "write `stable_split(rows, fractions) -> {split: [pairs]}` and set the answer to it"
+    rows = [row for split in pairs.load_pairs(Path(run_dir) / "03_pairs").values() for row in split]
+    rows.sort(key=lambda row: row["article_id"])  # not the order chapter 03 made: the rule must not care
+    expected = {name: [row for row in rows if hashed_split_of(row["article_id"], fractions) == name] for name in fractions}
+    try:
+        got = stable_split(list(rows), dict(fractions))
+    except Exception as error:  # the learner's code: say what failed
+        return f"not quite: it raised {type(error).__name__}: {error}"
+    if not isinstance(got, dict) or set(got) != set(fractions):
+        keys = sorted(got) if isinstance(got, dict) else type(got).__name__
+        return f"not quite: it should return a dict with the keys {sorted(fractions)}, got {keys}"
+    for name in fractions:
+        if list(got[name]) != expected[name]:
+            given = {_pair_key(row) for row in got[name]}
+            wanted = {_pair_key(row) for row in expected[name]}
+            wrong = next((row for row in rows if (_pair_key(row) in given) != (_pair_key(row) in wanted)), None)
+            if wrong is None:
+                where = " (the same pairs, in another order)"
+            else:
+                placed = [other for other in fractions if _pair_key(wrong) in {_pair_key(row) for row in got[other]}]
+                where = (f" e.g. article {wrong['title']!r} (id {wrong['article_id']}) belongs in "
+                         f"{hashed_split_of(wrong['article_id'], fractions)!r}, not in {' and '.join(placed) or 'no split'}")
+            return f"not quite: {name!r} has {len(got[name])} pairs, the rule gives {len(expected[name])};{where}"
+    dropped = rows[0]["article_id"]
+    rest = [row for row in rows if row["article_id"] != dropped]
+    before, after = _articles_by_split(got), _articles_by_split(stable_split(list(rest), dict(fractions)))
+    moved = sum(before[article] != split for article, split in after.items())
+    shuffled_before = _articles_by_split(pairs.split_by_article(rows, fractions))
+    shuffled_after = _articles_by_split(pairs.split_by_article(rest, fractions))
+    shuffled_moved = sum(shuffled_before[article] != split for article, split in shuffled_after.items())
+    counts = ", ".join(f"{name} {len({row['article_id'] for row in got[name]})}" for name in fractions)
+    return (f"correct: articles per split {counts}; without article id {dropped}, {moved} other articles move "
+            f"(the shuffled split_by_article moves {shuffled_moved})")
 
 
 # --- 04 Model choice -----------------------------------------------------------------------------
@@ -209,6 +383,49 @@ def check_05_counted_tokens(tokenizer: Any, pair: dict[str, Any], max_length: in
     return f"not quite: {answer} given, the loss counts {expected}"
 
 
+def check_05_accumulation(tokenizer: Any, examples: list[dict[str, Any]], accumulate: Callable | None) -> str:
+    """Exercise: ``accumulate(model, micro_batches) -> float`` leaves the gradients of one big batch.
+
+    Runs it on a small random GPT-2 with the run's tokenizer, on ``examples`` (tokenized training
+    pairs) in micro-batches of two, and compares with the gradients and loss of all the examples in
+    one batch as the model's own loss computes them (``labels=``: the mean over every labelled token).
+    """
+    import torch
+
+    from helpers import finetune, models
+
+    if accumulate is None:
+        return TODO + "write accumulate(model, micro_batches) and set answer_3 = accumulate"
+    model = models.build_tiny_gpt2(tokenizer, {"n_layer": 2, "n_head": 2, "n_embd": 32, "n_positions": 512}).eval()
+    collator = finetune.RightPaddingCollator(finetune.pad_token_id(tokenizer))
+    micro_batches = [collator(examples[i:i + 2]) for i in range(0, len(examples), 2)]
+
+    model.zero_grad(set_to_none=True)
+    got_loss = accumulate(model, [dict(batch) for batch in micro_batches])
+    got = {name: None if p.grad is None else p.grad.clone() for name, p in model.named_parameters()}
+    model.zero_grad(set_to_none=True)
+    big_batch_loss = model(**collator(examples)).loss
+    big_batch_loss.backward()
+    expected_loss = big_batch_loss.item()
+    expected = {name: p.grad.clone() for name, p in model.named_parameters()}
+    model.zero_grad(set_to_none=True)
+
+    if any(grad is None for grad in got.values()):
+        return "not quite: some parameters have no gradient; call .backward() on each micro-batch's loss"
+    ratio = float(sum((got[n] * expected[n]).sum() for n in got) / sum((expected[n] ** 2).sum() for n in got))
+    if not all(torch.allclose(got[n], expected[n], rtol=1e-4, atol=1e-6) for n in got):
+        if abs(ratio - len(micro_batches)) < 0.05 * len(micro_batches):
+            return (f"not quite: the gradients are {len(micro_batches)} times too large; divide each summed "
+                    "loss by the token count of all the micro-batches together")
+        return ("not quite: the gradients differ from one big batch's; each micro-batch's loss must be its "
+                "summed token loss divided by the labelled tokens of all the micro-batches (not its own mean)")
+    if not isinstance(got_loss, (int, float)) or abs(got_loss - expected_loss) > 1e-4 * expected_loss:
+        return f"not quite: the gradients are right, but the loss returned is {got_loss!r}, not {expected_loss:.4f} (a float)"
+    tokens = sum(int((batch["labels"][:, 1:] != -100).sum()) for batch in micro_batches)
+    return (f"correct: {len(micro_batches)} micro-batches, {tokens} labelled tokens, the same gradients "
+            f"and loss ({expected_loss:.4f}) as one batch of {len(examples)}")
+
+
 # --- 06 ONNX export ------------------------------------------------------------------------------
 
 
@@ -244,6 +461,71 @@ def check_06_dtypes(model_dir: Path | str, answer: Any) -> str:
             "(q4 is made only for graphs with MatMul weights: GPT-2's are Gemm/Conv1D)")
 
 
+class _RecordingSession:
+    """An onnxruntime session that notes, for every ``run``, how many tokens were fed and how long the cache was."""
+
+    def __init__(self, session: Any) -> None:
+        self._session = session
+        self.steps: list[dict[str, int]] = []
+
+    def __getattr__(self, name: str) -> Any:  # get_inputs, get_outputs...: the real session's
+        return getattr(self._session, name)
+
+    def run(self, output_names: Any, feed: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        past = [value.shape[2] for name, value in feed.items() if name.startswith("past_key_values")]
+        self.steps.append({"fed": int(feed["input_ids"].shape[1]), "past": max(past, default=0)})
+        return self._session.run(output_names, feed, *args, **kwargs)
+
+
+def check_06_greedy_without_cache(run_dir: Path | str, greedy_without_cache: Callable[..., Any] | None,
+                                  max_new_tokens: int = 12) -> str:
+    """Exercise: greedy decoding on the fp32 graph that feeds the whole sequence at every step, with an empty cache.
+
+    Runs the learner's ``greedy_without_cache(session, prompt_ids, max_new_tokens, stop_ids)`` on this
+    run's first validation question and compares its tokens with PyTorch's greedy ``generate`` on
+    chapter 05's model (not with the course's ONNX decoder).
+    """
+    if greedy_without_cache is None:
+        return TODO + "write greedy_without_cache(session, prompt_ids, max_new_tokens, stop_ids)"
+    import onnxruntime
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from helpers import export, finetune
+    from helpers.pairs import read_pairs_jsonl
+
+    run_dir = Path(run_dir)
+    model_dir = run_dir / "06_export" / "model"
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    instruction = read_pairs_jsonl(run_dir / "03_pairs" / "validation.jsonl")[0]["instruction"]
+    prompt_ids = finetune.encode_prompt(tokenizer, instruction)
+    stop_ids = export.eos_ids(model_dir)
+    session = _RecordingSession(onnxruntime.InferenceSession(str(model_dir / "onnx" / "model.onnx"),
+                                                             providers=["CPUExecutionProvider"]))
+    got = greedy_without_cache(session, list(prompt_ids), max_new_tokens, stop_ids)
+    if got is None:
+        return TODO + "greedy_without_cache returned None: return the list of new token ids"
+    model = AutoModelForCausalLM.from_pretrained(run_dir / "05_finetune" / "model", dtype=torch.float32).eval()
+    with torch.no_grad():
+        expected = model.generate(torch.tensor([prompt_ids]), attention_mask=torch.ones(1, len(prompt_ids), dtype=torch.long),
+                                  do_sample=False, num_beams=1, max_new_tokens=max_new_tokens, min_new_tokens=0,
+                                  repetition_penalty=1.0, no_repeat_ngram_size=0, eos_token_id=stop_ids or None,
+                                  pad_token_id=stop_ids[0] if stop_ids else 0)[0, len(prompt_ids):].tolist()
+    cached = [(i, step["past"]) for i, step in enumerate(session.steps) if step["past"] > 0]
+    if cached:
+        step, length = cached[0]
+        return f"not quite: step {step} fed a cache of {length} positions; feed an empty one (length 0) every time"
+    got = [int(token) for token in got]
+    if got != expected:
+        where = next((i for i, (a, b) in enumerate(zip(got, expected)) if a != b), min(len(got), len(expected)))
+        return (f"not quite: {len(got)} tokens, PyTorch's greedy generate chose {len(expected)}; they first differ at "
+                f"position {where} (take the argmax of the last position's logits, and stop after an end token)")
+    fed = sum(step["fed"] for step in session.steps)
+    with_cache = len(prompt_ids) + len(expected) - 1  # the prompt once, then one token per step
+    return (f"correct: the same {len(expected)} tokens as PyTorch's greedy generate. Without the cache the graph read "
+            f"{fed} tokens in {len(session.steps)} steps; with it, {with_cache}")
+
+
 # --- 07 Browser deploy ---------------------------------------------------------------------------
 
 
@@ -276,6 +558,55 @@ def check_07_max_new_tokens(site_dir: Path | str, answer: int | None, preset: st
         return f"{path} does not exist: run the deploy cell (deploy.deploy_model) first"
     expected = json.loads(path.read_text(encoding="utf-8"))[preset]["max_new_tokens"]
     return _verdict(int(answer) == expected, f"{answer} given, presets.json says {expected}", f"correct: {expected}")
+
+
+def check_07_handler(site_dir: Path | str, handler: type | None) -> str:
+    """Exercise: a request handler class that serves the page cross-origin isolated, ``.wasm`` as ``application/wasm``.
+
+    Serves ``site_dir`` with ``handler`` and checks what a browser needs (the values the specifications
+    name, not the course's own handler): COOP ``same-origin`` and COEP ``require-corp`` on every answer.
+    """
+    import functools
+    import threading
+    import urllib.request
+    from http.server import SimpleHTTPRequestHandler
+
+    from helpers.deploy import SiteServer
+
+    if handler is None:
+        return TODO + "write the handler class and set answer_3 to it (the class, not an instance)"
+    if not (isinstance(handler, type) and issubclass(handler, SimpleHTTPRequestHandler)):
+        return f"not quite: answer_3 is {handler!r}; set it to your class, a subclass of SimpleHTTPRequestHandler"
+    site_dir = Path(site_dir)
+    wasm = sorted((site_dir / "vendor").glob("*.wasm"), key=lambda path: path.stat().st_size)
+    paths = ["index.html"] + [f"vendor/{wasm[0].name}"] * bool(wasm)
+    try:
+        quiet = type("Checked", (handler,), {"log_message": lambda self, *args: None})  # no line per request
+        server = SiteServer(("127.0.0.1", 0), functools.partial(quiet, directory=str(site_dir)))
+    except Exception as error:  # e.g. a class body that fails
+        return f"not quite: could not serve with {handler.__name__} ({type(error).__name__}: {error})"
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    problems = []
+    try:
+        for path in paths:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{server.server_address[1]}/{path}") as response:
+                    headers = response.headers
+                    response.read()
+            except Exception as error:
+                problems.append(f"{path}: the server answered with an error ({error})")
+                continue
+            for name, value in (("Cross-Origin-Opener-Policy", "same-origin"), ("Cross-Origin-Embedder-Policy", "require-corp")):
+                if headers.get(name) != value:
+                    problems.append(f"{path}: {name} is {headers.get(name)!r}, the browser needs {value!r}")
+            if path.endswith(".wasm") and headers.get_content_type() != "application/wasm":
+                problems.append(f"{path}: served as {headers.get_content_type()!r}, streaming compilation needs 'application/wasm'")
+    finally:
+        server.shutdown()
+        server.server_close()
+    if problems:
+        return "not quite: " + "; ".join(problems)
+    return "correct: cross-origin isolated" + ("" if wasm else " (vendor/ is not built, so the .wasm type was not checked)")
 
 
 __all__ = [name for name in dir() if name.startswith(("check_", "count_", "split_of", "exported_", "bold_"))]

@@ -19,15 +19,22 @@ key/value cache and a browser does not recompute the whole prompt for every new 
 variant is validated here, in Python, with onnxruntime: logits against PyTorch, greedy generation
 token for token (``greedy_generate``, also the reference the browser test compares against) and
 perplexity on chapter 03's validation pairs.
+
+Chapter 06 writes the export's steps out in its cells (optimum's ``main_export``, the three
+converters of ``CONVERTERS``) into ``staging_folder(run)``; ``finish_export`` completes, validates and
+describes that folder and only then moves it to ``06_export/model/``. ``export_model`` is the same
+chapter in one call (``export_onnx`` + ``finish_export``), the reference the tests run. The file
+names per dtype and the other rules the page shares are read from ``site/page.json``.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import tempfile
 import time
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,21 +43,18 @@ import numpy as np
 
 from helpers import prompt as course_prompt
 from helpers.finetune import encode_prompt
+from helpers.profiles import REPO_ROOT
 
-# Transformers.js 3.8.1, src/utils/dtypes.js DEFAULT_DTYPE_SUFFIX_MAPPING: the file it requests for
-# a dtype is onnx/model{suffix}.onnx. q8 is its default on WASM (DEFAULT_DEVICE_DTYPE_MAPPING).
-DTYPE_SUFFIX: dict[str, str] = {
-    "fp32": "",
-    "fp16": "_fp16",
-    "int8": "_int8",
-    "uint8": "_uint8",
-    "q8": "_quantized",
-    "q4": "_q4",
-    "q4f16": "_q4f16",
-    "bnb4": "_bnb4",
-}
+# The rules the page shares with Python, in one file both read: site/page.json. The dtype table is
+# Transformers.js 3.8.1's (src/utils/dtypes.js DEFAULT_DTYPE_SUFFIX_MAPPING): the file it requests for
+# a dtype is onnx/model{suffix}.onnx. "auto_dtype" is its default per backend (q8 on WASM), and
+# "wasm_only_dtypes" the 8-bit dtypes the page never runs on WebGPU (site/worker.js says why).
+PAGE_RULES_PATH = REPO_ROOT / "site" / "page.json"
+PAGE_RULES: dict[str, Any] = json.loads(PAGE_RULES_PATH.read_text(encoding="utf-8"))
+DTYPE_SUFFIX: dict[str, str] = PAGE_RULES["dtype_suffix"]
+WASM_ONLY_DTYPES = frozenset(PAGE_RULES["wasm_only_dtypes"])
 EXPORT_DTYPES = ("fp32", "q8", "fp16", "q4")
-ONNX_SUBFOLDER = "onnx"  # Transformers.js's default `subfolder`
+ONNX_SUBFOLDER: str = PAGE_RULES["onnx_subfolder"]  # Transformers.js's default `subfolder`
 
 # model_type values of MODEL_FOR_CAUSAL_LM_MAPPING_NAMES in Transformers.js 3.8.1 src/models.js:
 # the decoder-only architectures its text-generation pipeline can run.
@@ -109,13 +113,15 @@ def _all_initializers(graph: Any) -> Iterable[Any]:
                 yield from _all_initializers(attribute.g)
 
 
-def _save_onnx(model: Any, path: Path, external_data: bool | None) -> None:
-    """Save ``model`` at ``path``; its weights go to ``{name}_data`` when large or asked for.
+def save_onnx(model: Any, path: Path | str, external_data: bool | None = None) -> Path:
+    """Save ``model`` (an ONNX ModelProto) at ``path``; its weights go to ``{name}_data`` when large or asked for.
 
-    That one name is the one Transformers.js fetches (``{baseName}_data``), so one file, not one per tensor.
+    That one name is the one Transformers.js fetches (``{baseName}_data``), so one file, not one per
+    tensor. ``external_data`` forces (True) or forbids (False) it; None decides by size.
     """
     import onnx
 
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if external_data is None:
         external_data = model.ByteSize() > EXTERNAL_DATA_THRESHOLD_BYTES if _fits_protobuf(model) else True
@@ -126,6 +132,7 @@ def _save_onnx(model: Any, path: Path, external_data: bool | None) -> None:
                         location=data_name, size_threshold=1024, convert_attribute=False)
     else:
         onnx.save_model(model, str(path))
+    return path
 
 
 def _fits_protobuf(model: Any) -> bool:
@@ -136,10 +143,50 @@ def _fits_protobuf(model: Any) -> bool:
         return False
 
 
-def _load_full(path: Path) -> Any:
+def load_onnx(path: Path | str) -> Any:
+    """An ONNX file as a ModelProto, with its external-data weights loaded."""
     import onnx
 
     return onnx.load(str(path), load_external_data=True)
+
+
+@contextlib.contextmanager
+def quiet_exporter() -> Iterator[None]:
+    """Silence the notices ``main_export`` prints that need no action (chapter 06 explains each).
+
+    - ``TracerWarning``s: PyTorch records one run of the model as a graph, so Python decisions on
+      shapes become constants; ``validate_export`` proves the graph still computes what PyTorch does
+      for other lengths and with the cache.
+    - PyTorch's note on exporting advanced indexing (wrong only for negative indices, which the
+      model does not use; the same validation covers it).
+    - transformers' "``torch_dtype`` is deprecated", which optimum-onnx 0.1.0 triggers itself.
+    - optimum's dump of the tied embedding/output weights it found as two initializers: the graph
+      keeps both copies (chapter 06 counts them).
+    Anything else still shows.
+    """
+    import logging
+
+    import torch
+
+    class _Drop(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            message = record.getMessage()
+            return not ("`torch_dtype` is deprecated" in message
+                        or "candidate ONNX initializers (likely duplicate) for the tied weights" in message
+                        or (message.startswith("\t") and ": {" in message))  # that dump's lines
+
+    drop = _Drop()
+    loggers = [logging.getLogger(name) for name in ("transformers.configuration_utils", "optimum")]
+    for logger in loggers:
+        logger.addFilter(drop)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+            warnings.filterwarnings("ignore", message="Exporting aten::index operator of advanced indexing")
+            yield
+    finally:
+        for logger in loggers:
+            logger.removeFilter(drop)
 
 
 # Layers whose input q8 keeps in float32. The MLP's output projection in Llama-style models
@@ -157,30 +204,36 @@ def q8_float_nodes(model: Any) -> list[str]:
             if node.op_type == "MatMul" and any(f"/{layer}/" in node.name for layer in Q8_FLOAT_LAYERS)]
 
 
-def _quantize_q8(source: Path, target: Path, external_data: bool | None) -> None:
-    """8-bit dynamic quantization as Transformers.js's own scripts/quantize.py does for ``q8``, but for ``Q8_FLOAT_LAYERS``.
+def q8_weight_type(model: Any) -> Any:
+    """Signed 8-bit weights (faster on most CPUs), unsigned when the graph has an op ONNX Runtime Web
+    runs only with unsigned ones (Conv, and the fused attention ops); Transformers.js's scripts/quantize.py rule."""
+    from onnxruntime.quantization import QuantType
 
-    Weights QInt8 (faster on most CPUs) unless the graph has a Conv, which onnxruntime-web cannot run
-    with signed weights; activations QUInt8 (the only dynamic choice); MatMul and Gather weights.
+    ops = {node.op_type for node in model.graph.node}
+    return QuantType.QUInt8 if ops & {"Conv", "GroupQueryAttention", "MultiHeadAttention"} else QuantType.QInt8
+
+
+def quantize_q8(model: Any) -> Any:
+    """8-bit dynamic quantization as Transformers.js's scripts/quantize.py does for ``q8``, but for ``Q8_FLOAT_LAYERS``.
+
+    MatMul and Gather weights in 8 bits; each activation tensor is quantized to 8 bits (QUInt8, the only
+    dynamic choice) as it arrives. Returns the quantized ModelProto (chapter 06 writes this call out).
     """
     from onnxruntime.quantization import QuantizationMode, QuantType
     from onnxruntime.quantization.onnx_quantizer import ONNXQuantizer
     from onnxruntime.quantization.registry import IntegerOpsRegistry
 
-    model = _load_full(source)
-    ops = {node.op_type for node in model.graph.node}
-    weight_type = QuantType.QUInt8 if ops & {"Conv", "GroupQueryAttention", "MultiHeadAttention"} else QuantType.QInt8
     quantizer = ONNXQuantizer(
-        model, False, False, mode=QuantizationMode.IntegerOps, static=False,
-        weight_qType=weight_type, activation_qType=QuantType.QUInt8, tensors_range=None,
+        model, per_channel=False, reduce_range=False, mode=QuantizationMode.IntegerOps, static=False,
+        weight_qType=q8_weight_type(model), activation_qType=QuantType.QUInt8, tensors_range=None,
         nodes_to_quantize=[], nodes_to_exclude=q8_float_nodes(model), op_types_to_quantize=set(IntegerOpsRegistry),
         extra_options={"EnableSubgraph": True, "MatMulConstBOnly": True},
     )
     quantizer.quantize_model()
-    _save_onnx(quantizer.model.model, target, external_data)
+    return quantizer.model.model
 
 
-def _convert_fp16(source: Path, target: Path, external_data: bool | None) -> None:
+def convert_fp16(model: Any) -> Any:
     """Weights and compute in float16; inputs and outputs (ids, logits, the cache) stay float32.
 
     keep_io_types=True is what Transformers.js's scripts use: the page feeds float32 cache tensors
@@ -188,88 +241,60 @@ def _convert_fp16(source: Path, target: Path, external_data: bool | None) -> Non
     """
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
-    model = _load_full(source)
-    converted = convert_float_to_float16(model, keep_io_types=True, disable_shape_infer=not _fits_protobuf(model))
-    _save_onnx(converted, target, external_data)
+    return convert_float_to_float16(model, keep_io_types=True, disable_shape_infer=not _fits_protobuf(model))
 
 
-def _quantize_q4(source: Path, target: Path, external_data: bool | None, block_size: int = 32) -> None:
-    """4-bit block quantization of the MatMul weights (MatMulNBits), symmetric, blocks of 32."""
+def quantize_q4(model: Any, block_size: int = 32) -> Any | None:
+    """4-bit block quantization of the MatMul weights (MatMulNBits), symmetric, blocks of 32.
+
+    Returns None when the graph has no MatMul with constant weights: GPT-2's Conv1D layers export as
+    Gemm, which this quantizer leaves alone, so a "q4" file would be the fp32 graph under another name.
+    """
+    import logging
+
+    root_level = logging.getLogger().level
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
-    quantizer = MatMulNBitsQuantizer(_load_full(source), bits=4, block_size=block_size, is_symmetric=True)
+    logging.getLogger().setLevel(root_level)  # its import sets the root logger to INFO (logging.basicConfig)
+    quantizer = MatMulNBitsQuantizer(model, bits=4, block_size=block_size, is_symmetric=True)
     quantizer.process()
-    model = quantizer.model.model
-    if not any(node.op_type == "MatMulNBits" for node in model.graph.node):
-        # GPT-2's Conv1D layers export as Gemm, which this quantizer leaves alone: a "q4" file would be
-        # the fp32 graph under another name, so none is written and the page reports the dtype missing.
-        raise _Skipped("no MatMul with constant weights to quantize to 4 bits (GPT-2 exports its layers as Gemm)")
-    _save_onnx(model, target, external_data)
+    quantized = quantizer.model.model
+    return quantized if any(node.op_type == "MatMulNBits" for node in quantized.graph.node) else None
 
 
-class _Skipped(Exception):
-    """A variant that would not differ from fp32 for this architecture."""
+# Each variant from the fp32 ModelProto. Chapter 06 writes these calls out in its cells.
+CONVERTERS: dict[str, Callable[[Any], Any]] = {"q8": quantize_q8, "fp16": convert_fp16, "q4": quantize_q4}
 
 
-_CONVERTERS = {"q8": _quantize_q8, "fp16": _convert_fp16, "q4": _quantize_q4}
-
-
-def export_onnx(
-    model_dir: Path | str,
-    out_dir: Path | str,
-    *,
-    dtypes: Sequence[str] = EXPORT_DTYPES,
-    opset: int | None = None,
-    external_data: bool | None = None,
-) -> Path:
-    """Export the merged model in ``model_dir`` into ``out_dir`` in Transformers.js's layout.
-
-    ``model_dir`` holds a plain ``transformers`` causal LM, its tokenizer and generation config (what
-    chapter 05 writes). The fp32 graph comes from optimum (``text-generation-with-past``); the other
-    ``dtypes`` are made from it. ``external_data`` forces (True) or forbids (False) external-data
-    files; None decides by size. ``prompt_template.json`` is copied from ``model_dir`` when there,
-    else written from ``helpers.prompt``. Returns ``out_dir``; the model card is added by
-    ``write_model_card``.
-    """
-    from optimum.exporters.onnx import main_export
-
-    model_dir, out_dir = Path(model_dir).resolve(), Path(out_dir)
+def check_exportable(model_dir: Path | str, dtypes: Sequence[str] = EXPORT_DTYPES) -> Path:
+    """Refuse, before minutes of export, a folder that is not a saved causal LM Transformers.js can run."""
+    model_dir = Path(model_dir).resolve()
     if not (model_dir / "config.json").exists():
         raise ExportError(f"{model_dir} has no config.json: it is not a saved model (chapter 05 writes one with save_pretrained)")
     missing = [name for name in TOKENIZER_FILES[:2] if not (model_dir / name).exists()]
     if missing:
         raise ExportError(f"{model_dir} has no {', '.join(missing)}: save the tokenizer beside the model (tokenizer.save_pretrained)")
-    unknown = [dtype for dtype in dtypes if dtype not in ("fp32", *_CONVERTERS)]
+    unknown = [dtype for dtype in dtypes if dtype not in ("fp32", *CONVERTERS)]
     if unknown:
-        raise ValueError(f"cannot make dtypes {unknown}; choose from fp32, {', '.join(_CONVERTERS)}")
+        raise ValueError(f"cannot make dtypes {unknown}; choose from fp32, {', '.join(CONVERTERS)}")
     model_type = json.loads((model_dir / "config.json").read_text(encoding="utf-8")).get("model_type")
     if model_type not in SUPPORTED_MODEL_TYPES:
         raise ExportError(f"model_type {model_type!r} cannot run in Transformers.js 3.8.1's text-generation pipeline; "
                           f"choose a model of type {', '.join(sorted(SUPPORTED_MODEL_TYPES))}")
+    return model_dir
 
-    out_dir.mkdir(parents=True, exist_ok=True)
+
+def complete_folder(model_dir: Path | str, out_dir: Path | str) -> Path:
+    """Add to ``out_dir`` (whose ``onnx/`` holds the graphs) every other file Transformers.js fetches.
+
+    ``config.json`` from ``model_dir``, with ``transformers.js_config.use_external_data_format``
+    declaring each graph's external-data files (how Transformers.js knows to fetch them); the
+    generation config and tokenizer files; ``prompt_template.json``, copied from ``model_dir`` when
+    there, else written from ``helpers.prompt``. Returns ``out_dir``.
+    """
+    model_dir, out_dir = Path(model_dir), Path(out_dir)
     onnx_dir = out_dir / ONNX_SUBFOLDER
-    with tempfile.TemporaryDirectory(prefix="onnx-export-") as tmp:
-        # An absolute path: main_export would otherwise take a relative name for a Hub repository.
-        main_export(str(model_dir), tmp, task="text-generation-with-past", opset=opset, device="cpu",
-                    do_validation=False, library_name="transformers")
-        raw = Path(tmp) / "model.onnx"
-        if not raw.exists():
-            raise ExportError(f"optimum wrote no model.onnx for {model_dir} (files: {sorted(p.name for p in Path(tmp).iterdir())})")
-        # Re-save so the weights are either inside the file or in the one data file Transformers.js expects.
-        fp32_path = onnx_dir / onnx_filename("fp32")
-        _save_onnx(_load_full(raw), fp32_path, external_data)
-        config = json.loads((Path(tmp) / "config.json").read_text(encoding="utf-8"))
-    for dtype in dtypes:
-        if dtype != "fp32":
-            try:
-                _CONVERTERS[dtype](fp32_path, onnx_dir / onnx_filename(dtype), external_data)
-            except _Skipped as reason:
-                warnings.warn(f"{dtype} not exported: {reason}", stacklevel=2)
-    if "fp32" not in dtypes:
-        for stale in (fp32_path, fp32_path.with_name(fp32_path.name + "_data")):
-            stale.unlink(missing_ok=True)
-
+    config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
     # Declare external data per file, the way Transformers.js reads it (models.js: use_external_data_format).
     chunks = {path.name: len(_external_locations(path)) for path in sorted(onnx_dir.glob("*.onnx"))}
     js_config = dict(config.get("transformers.js_config", {}))
@@ -292,6 +317,50 @@ def export_onnx(
 
         course_prompt.write_template(out_dir / "prompt_template.json", AutoTokenizer.from_pretrained(str(model_dir)))
     return out_dir
+
+
+def export_onnx(
+    model_dir: Path | str,
+    out_dir: Path | str,
+    *,
+    dtypes: Sequence[str] = EXPORT_DTYPES,
+    opset: int | None = None,
+    external_data: bool | None = None,
+) -> Path:
+    """Export the merged model in ``model_dir`` into ``out_dir`` in Transformers.js's layout.
+
+    The reference of what chapter 06's cells do step by step. ``model_dir`` holds a plain
+    ``transformers`` causal LM, its tokenizer and generation config (what chapter 05 writes). The fp32
+    graph comes from optimum (``text-generation-with-past``); the other ``dtypes`` are made from it by
+    ``CONVERTERS``; ``complete_folder`` adds the config, tokenizer and prompt template.
+    ``external_data`` forces (True) or forbids (False) external-data files; None decides by size.
+    Returns ``out_dir``; the model card is added by ``write_model_card``.
+    """
+    from optimum.exporters.onnx import main_export
+
+    model_dir, out_dir = check_exportable(model_dir, dtypes), Path(out_dir)
+    onnx_dir = out_dir / ONNX_SUBFOLDER
+    fp32_path = onnx_dir / onnx_filename("fp32")
+    with tempfile.TemporaryDirectory(prefix="onnx-export-") as raw, quiet_exporter():
+        # An absolute path: main_export would otherwise take a relative name for a Hub repository.
+        main_export(str(model_dir), raw, task="text-generation-with-past", opset=opset, device="cpu",
+                    do_validation=False, library_name="transformers")
+        if not (Path(raw) / "model.onnx").exists():
+            raise ExportError(f"optimum wrote no model.onnx for {model_dir} (files: {sorted(p.name for p in Path(raw).iterdir())})")
+        # Re-save so the weights are either inside the file or in the one data file Transformers.js expects.
+        save_onnx(load_onnx(Path(raw) / "model.onnx"), fp32_path, external_data)
+    for dtype in dtypes:
+        if dtype != "fp32":
+            variant = CONVERTERS[dtype](load_onnx(fp32_path))
+            if variant is None:
+                warnings.warn(f"{dtype} not exported: no MatMul with constant weights to quantize "
+                              "(GPT-2 exports its layers as Gemm)", stacklevel=2)
+            else:
+                save_onnx(variant, onnx_dir / onnx_filename(dtype), external_data)
+    if "fp32" not in dtypes:
+        for stale in (fp32_path, fp32_path.with_name(fp32_path.name + "_data")):
+            stale.unlink(missing_ok=True)
+    return complete_folder(model_dir, out_dir)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -696,9 +765,19 @@ def require_good_folder(path: Path | str, dtypes: Sequence[str] = ("fp32", "q8")
 # ---------------------------------------------------------------------------------------------
 
 
+def training_record(run_dir: Path | str) -> dict[str, Any]:
+    """What chapter 05 recorded about its training: ``05_finetune/model/finetune_metrics.json``, else summary.json's."""
+    from helpers import course
+
+    path = Path(run_dir) / "05_finetune" / "model" / "finetune_metrics.json"
+    if path.exists():
+        return json.loads(path.read_text(encoding="utf-8"))
+    return dict(course.read_summary(run_dir)["chapters"].get("05_finetune", {}).get("metrics", {}))
+
+
 def write_model_card(export_dir: Path | str, *, base_model: str, training: dict[str, Any],
                      metrics: dict[str, Any], validation: Validation | None = None) -> Path:
-    """Write the model card ``README.md``: base model, data and its licence, training, metrics."""
+    """Write the model card ``README.md``: base model, data and its licence, ``training`` (chapter 05's record), metrics."""
     from helpers import hub, models
 
     export_dir = Path(export_dir)
@@ -754,6 +833,8 @@ derived from that text and is shared under the same licence.
 
 ## Training
 
+As chapter 05 recorded it (`finetune_metrics.json`):
+
 {settings or "- (not recorded)"}
 
 ## Export and validation
@@ -768,12 +849,12 @@ derived from that text and is shared under the same licence.
 
 @dataclass
 class ExportResult:
-    """What ``export_model`` made: the folder, its validation and the chapter's metrics."""
+    """What ``finish_export`` made: the folder, its validation and the chapter's metrics."""
 
     model_dir: Path
     validation: Validation
     problems: list[Problem]
-    seconds: float
+    seconds: float  # the validation's
 
     def metrics(self) -> dict[str, Any]:
         """The numbers for ``summary.json``."""
@@ -786,55 +867,91 @@ class ExportResult:
             "perplexity": {v["dtype"]: v["perplexity"] for v in self.validation.variants},
             "ppl_delta_pct": {v["dtype"]: v["ppl_delta_pct"] for v in self.validation.variants},
             "layout_problems": [str(p) for p in self.problems],
-            "export_seconds": round(self.seconds, 1),
+            "validation_seconds": round(self.seconds, 1),
         }
 
     def as_dict(self) -> dict[str, Any]:
         return {"model_dir": str(self.model_dir), **asdict(self.validation), "problems": [str(p) for p in self.problems]}
 
 
-def export_model(params: dict[str, Any], run_dir: Path | str) -> ExportResult:
-    """Chapter 06's entry point: export ``05_finetune/model/`` into ``06_export/model/`` and validate it.
+STAGING = "staging"  # 06_export/staging/: where an export is made before it may replace 06_export/model/
 
-    Reads the merged model chapter 05 wrote (and chapter 03's validation pairs for perplexity),
-    exports the profile's ``export_dtypes``, checks logits, greedy decoding and the layout, writes the
-    model card, and moves the folder into place only when all of that succeeded. Raises
-    ``ExportError`` when the fp32 graph disagrees with PyTorch beyond ``export_atol``.
+
+def staging_folder(run_dir: Path | str) -> Path:
+    """An empty ``06_export/staging/`` (with its ``onnx/``) for a new export; an earlier one is cleared.
+
+    Chapter 06's cells (or ``export_onnx``) write the graphs into it; ``finish_export`` validates it
+    and only then moves it to ``06_export/model/``, so a failed or interrupted export never replaces
+    a complete one.
+    """
+    from helpers import course
+
+    staging = course.chapter_dir(run_dir, "06_export") / STAGING
+    shutil.rmtree(staging, ignore_errors=True)
+    (staging / ONNX_SUBFOLDER).mkdir(parents=True)
+    return staging
+
+
+def finish_export(params: dict[str, Any], run_dir: Path | str, staging: Path | str) -> ExportResult:
+    """Complete, validate and describe the export in ``staging``, then move it to ``06_export/model/``.
+
+    ``staging/onnx/`` holds the graphs (``model.onnx`` at least). Adds the config, tokenizer and
+    prompt template (``complete_folder``); compares the fp32 graph with chapter 05's PyTorch model
+    (logits within ``export_atol``, greedy decoding token for token) and measures every variant's
+    perplexity on chapter 03's validation pairs (``validate_export``); runs the layout check; writes
+    the model card from chapter 05's record. Raises ``ExportError`` at the first failed check,
+    leaving ``staging`` for inspection and ``06_export/model/`` as it was.
     """
     from helpers import course
     from helpers.pairs import read_pairs_jsonl
 
-    run_dir = Path(run_dir)
+    run_dir, staging = Path(run_dir), Path(staging)
     source = course.require_input(run_dir / "05_finetune" / "model", produced_by="05_finetune")
     validation_pairs = read_pairs_jsonl(course.require_input(run_dir / "03_pairs" / "validation.jsonl", produced_by="03_pairs"))
-    out = course.chapter_dir(run_dir, "06_export")
-    target = out / "model"
+    if not (staging / ONNX_SUBFOLDER / onnx_filename("fp32")).exists():
+        raise ExportError(f"{staging / ONNX_SUBFOLDER} has no {onnx_filename('fp32')}: export the fp32 graph first")
     started = time.perf_counter()
-    with course.atomic_directory(target) as staging:
-        export_onnx(source, staging, dtypes=params["export_dtypes"], opset=params["export_opset"])
-        pairs = validation_pairs[: params["export_eval_pairs"]]
-        prompts = [pair["instruction"] for pair in pairs[: params["export_check_prompts"]]]
-        validation = validate_export(source, staging, prompts=prompts, pairs=pairs,
-                                     max_new_tokens=params["export_greedy_tokens"],
-                                     max_length=params["finetune_max_length"])
-        if validation.max_logit_diff > params["export_atol"]:
-            raise ExportError(f"the fp32 ONNX logits differ from PyTorch's by {validation.max_logit_diff:.2e} "
-                              f"(tolerance {params['export_atol']}): the export is wrong; check optimum's warnings above")
-        if not validation.greedy_match:
-            raise ExportError("greedy generation differs between PyTorch and the fp32 ONNX graph: the cache or position "
-                              "inputs are not wired as the model expects")
-        made = [dtype for dtype in params["export_dtypes"] if (staging / ONNX_SUBFOLDER / onnx_filename(dtype)).exists()]
-        problems = check_model_folder(staging, made)
-        if any(p.severity == "error" for p in problems):
-            raise ExportError(f"the exported folder is not loadable:\n{explain(problems)}")
-        summary = course.read_summary(run_dir)["chapters"].get("05_finetune", {}).get("metrics", {})
-        training = {key: params[key] for key in params if key.startswith(("finetune_", "lora_"))
-                    and key != "finetune_max_length"} | {"training_metrics": summary or "(see summary.json)"}
-        base = json.loads((source / "config.json").read_text(encoding="utf-8")).get("_name_or_path") or params["model_name"]
-        seconds = time.perf_counter() - started
-        result = ExportResult(target, validation, problems, seconds)
-        write_model_card(staging, base_model=params["model_name"] if base in ("", str(source)) else base,
-                         training=training, metrics={k: v for k, v in result.metrics().items()
-                                                     if k in ("max_logit_diff", "greedy_match", "greedy_tokens")},
-                         validation=validation)
+    complete_folder(source, staging)
+    pairs = validation_pairs[: params["export_eval_pairs"]]
+    prompts = [pair["instruction"] for pair in pairs[: params["export_check_prompts"]]]
+    validation = validate_export(source, staging, prompts=prompts, pairs=pairs,
+                                 max_new_tokens=params["export_greedy_tokens"], max_length=params["finetune_max_length"])
+    if validation.max_logit_diff > params["export_atol"]:
+        raise ExportError(f"the fp32 ONNX logits differ from PyTorch's by {validation.max_logit_diff:.2e} "
+                          f"(tolerance {params['export_atol']}): the export is wrong; {staging} is left for inspection")
+    if not validation.greedy_match:
+        raise ExportError("greedy generation differs between PyTorch and the fp32 ONNX graph: the cache or position "
+                          f"inputs are not wired as the model expects; {staging} is left for inspection")
+    made = [dtype for dtype in DTYPE_SUFFIX if (staging / ONNX_SUBFOLDER / onnx_filename(dtype)).exists()]
+    problems = check_model_folder(staging, made)
+    if any(p.severity == "error" for p in problems):
+        raise ExportError(f"the exported folder {staging} is not loadable:\n{explain(problems)}")
+    record = training_record(run_dir)
+    base = record.get("base_model") or json.loads((source / "config.json").read_text(encoding="utf-8")).get("_name_or_path")
+    target = run_dir / "06_export" / "model"
+    result = ExportResult(target, validation, problems, time.perf_counter() - started)
+    write_model_card(staging, base_model=base or "(not recorded)", training=record,
+                     metrics={k: v for k, v in result.metrics().items() if k in ("max_logit_diff", "greedy_match", "greedy_tokens")},
+                     validation=validation)
+    # The move is course.atomic_directory's: the old folder goes only once the new one is complete.
+    with course.atomic_directory(target) as final:
+        for item in staging.iterdir():
+            item.rename(final / item.name)
+    staging.rmdir()
     return result
+
+
+def export_model(params: dict[str, Any], run_dir: Path | str) -> ExportResult:
+    """Chapter 06 in one call, the tested reference of its cells: ``export_onnx`` into a staging folder, then ``finish_export``.
+
+    Reads the merged model chapter 05 wrote (and chapter 03's validation pairs), exports the
+    profile's ``export_dtypes``, and moves the folder to ``06_export/model/`` only when every check passed.
+    """
+    from helpers import course
+
+    run_dir = Path(run_dir)
+    source = course.require_input(run_dir / "05_finetune" / "model", produced_by="05_finetune")
+    course.require_input(run_dir / "03_pairs" / "validation.jsonl", produced_by="03_pairs")
+    staging = staging_folder(run_dir)
+    export_onnx(source, staging, dtypes=params["export_dtypes"], opset=params["export_opset"])
+    return finish_export(params, run_dir, staging)

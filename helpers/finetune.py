@@ -21,7 +21,8 @@ Read top to bottom, this module is the chapter's pipeline:
 4. **Generating.** ``generate`` prompts exactly as training did and decodes with a preset
    ("factual" or "creative") of ``GenerationConfig`` parameters.
 
-``finetune(params, run_dir)`` is the one entry point the chapter calls.
+Chapter 05 writes these steps out in its cells and calls the pieces below; ``finetune(params, run_dir)``
+runs them all in one call, the reference the tests exercise (resuming, early stopping, LoRA).
 """
 from __future__ import annotations
 
@@ -53,7 +54,11 @@ from transformers import (
 )
 
 from helpers import prompt as course_prompt
-from helpers.prompt import STOP_STRINGS
+from helpers.colab import choose_precision  # its owner; chapter 05 calls it as ft.choose_precision
+from helpers.course import chapter_dir
+from helpers.models import LORA_TARGETS, load_base_model, save_pretrained_atomically
+from helpers.pairs import load_pairs
+from helpers.prompt import STOP_STRINGS, write_template
 
 if TYPE_CHECKING:
     import datasets
@@ -62,17 +67,6 @@ if TYPE_CHECKING:
 IGNORE_INDEX = -100  # the label PyTorch's cross-entropy (and every Hugging Face model) skips
 METHODS = ("full", "lora")
 CHAPTER = "05_finetune"
-
-# LoRA targets per architecture (config.model_type): every linear layer of attention and MLP, which
-# fine-tunes better than PEFT's default (attention's query/value only) for little more memory.
-# GPT-2 stores its linear layers as Conv1D with the weight transposed, hence fan_in_fan_out.
-LORA_TARGETS: dict[str, dict[str, Any]] = {
-    "gpt2": {"target_modules": ["c_attn", "c_proj", "c_fc"], "fan_in_fan_out": True},
-    "llama": {
-        "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
-        "fan_in_fan_out": False,
-    },
-}
 
 # Where Colab mounts Google Drive (`drive.mount("/content/drive")`); a module constant so tests can move it.
 DRIVE_ROOT = Path("/content/drive/MyDrive")
@@ -301,7 +295,9 @@ def evaluate_loss(
 def lora_config(model: PreTrainedModel, params: dict[str, Any]):
     """PEFT's ``LoraConfig`` for ``model``'s architecture with the profile's rank, alpha and dropout.
 
-    Raises ``FinetuneError`` listing the supported architectures for any other ``model_type``.
+    The targets are ``helpers.models.LORA_TARGETS`` (every linear layer of attention and MLP), the ones
+    chapter 04's memory estimate counts. Raises ``FinetuneError`` listing the known architectures for
+    any other ``model_type``.
     """
     from peft import LoraConfig, TaskType
 
@@ -309,7 +305,7 @@ def lora_config(model: PreTrainedModel, params: dict[str, Any]):
     if model_type not in LORA_TARGETS:
         raise FinetuneError(
             f"no LoRA target modules known for model_type {model_type!r}; supported: {', '.join(LORA_TARGETS)}. "
-            "Add its linear layers' names to helpers.finetune.LORA_TARGETS, or use finetune_method='full'"
+            "Add its linear layers' names to helpers.models.LORA_TARGETS, or use finetune_method='full'"
         )
     return LoraConfig(
         task_type=TaskType.CAUSAL_LM,
@@ -386,21 +382,6 @@ def trainable_parameter_table(model: PreTrainedModel, params: dict[str, Any]) ->
         trainable, total = count_trainable(candidate)
         rows[method] = {"trainable": trainable, "total": total, "trainable %": round(100 * trainable / total, 3)}
     return pd.DataFrame(rows).T
-
-
-def choose_precision(device: torch.device | str | None = None) -> str:
-    """``"bf16"``, ``"fp16"`` or ``"fp32"``: the mixed precision the hardware trains best in.
-
-    bf16 on CUDA GPUs of compute capability 8.0 or more (A100, H100, H200): fp32's range, so no loss
-    scaling. fp16 with loss scaling on older GPUs (a T4 is 7.5: it has no bf16 hardware, although
-    ``torch.cuda.is_bf16_supported()`` may say yes through slow emulation). fp32 on CPU (and MPS).
-    """
-    device = torch.device(device) if device is not None else None
-    if (device is not None and device.type != "cuda") or not torch.cuda.is_available():
-        return "fp32"
-    if tuple(torch.cuda.get_device_capability(device)) >= (8, 0) and torch.cuda.is_bf16_supported():
-        return "bf16"
-    return "fp16"
 
 
 def checkpoint_dir_for(params: dict[str, Any], run_dir: Path | str) -> Path:
@@ -536,6 +517,116 @@ def training_arguments(
     return TrainingArguments(**(settings | overrides))
 
 
+def resume_checkpoint(folder: Path | str, resume: bool) -> Path | None:
+    """The checkpoint training starts from: the last complete one in ``folder`` when ``resume``, else ``None``.
+
+    ``resume`` with no checkpoint yet gives ``None`` too (training starts from scratch). Without
+    ``resume``, the old checkpoints in ``folder`` are removed first: a fresh run must not mix with an
+    earlier run's (the Trainer's rotation and resuming go by step number).
+    """
+    folder = Path(folder)
+    if resume:
+        return last_checkpoint(folder)
+    for old in folder.glob("checkpoint-*"):
+        shutil.rmtree(old, ignore_errors=True)
+    return None
+
+
+def tokens_seen(checkpoint: Path | str | None) -> int:
+    """Real tokens trained on up to ``checkpoint`` (its ``trainer_state.json``); 0 for ``None`` (a fresh run)."""
+    if checkpoint is None:
+        return 0
+    state = json.loads((Path(checkpoint) / "trainer_state.json").read_text(encoding="utf-8"))
+    return int(state.get("num_input_tokens_seen", 0))
+
+
+def evaluation_sample(validation: datasets.Dataset, params: dict[str, Any]) -> datasets.Dataset:
+    """The validation examples the Trainer scores at each evaluation: at most ``finetune_eval_pairs``.
+
+    Evaluations run often, so a long validation split is sampled, once, with the run's seed: every
+    evaluation scores the same examples and their losses are comparable.
+    """
+    limit = params["finetune_eval_pairs"]
+    if limit and len(validation) > limit:
+        return validation.shuffle(seed=params["finetune_seed"]).select(range(limit))
+    return validation
+
+
+def merge_probe(validation: datasets.Dataset, collator: RightPaddingCollator) -> dict[str, torch.Tensor]:
+    """The batch ``merge_lora_checked`` compares logits on: the first four validation examples."""
+    return collator([validation[i] for i in range(min(4, len(validation)))])
+
+
+def finetune_metrics(
+    params: dict[str, Any],
+    state: Any,
+    *,
+    method: str,
+    precision: str,
+    max_length: int,
+    data: dict[str, datasets.Dataset],
+    before: dict[str, float],
+    after: dict[str, float],
+    trainable: int,
+    total: int,
+    train_seconds: float,
+    resume_from: Path | None,
+    tokens_before: int,
+    merge_difference: float,
+) -> dict[str, Any]:
+    """The chapter's metrics (``finetune_metrics.json``, and ``summary.json`` through ``course.record_chapter``).
+
+    ``state`` is the Trainer's ``TrainerState`` after training; ``before``/``after`` are
+    ``evaluate_loss`` results on the whole validation split; ``trainable``/``total`` were counted on
+    the model as trained (with its adapters). ``tokens_trained`` counts real tokens over the whole run,
+    checkpoints before a resume included; ``tokens_per_second`` only this session's
+    (``tokens_before`` were trained before it).
+    """
+    tokens_session = state.num_input_tokens_seen - tokens_before
+    return {
+        "method": method,
+        "base_model": params["model_name"],
+        "precision": precision,
+        "max_length": max_length,
+        "train_pairs": len(data["train"]),
+        "validation_pairs": len(data["validation"]),
+        "val_loss_before": round(before["loss"], 4),
+        "val_perplexity_before": round(before["perplexity"], 3),
+        "val_loss_after": round(after["loss"], 4),
+        "val_perplexity_after": round(after["perplexity"], 3),
+        "trainable_parameters": trainable,
+        "total_parameters": total,
+        "tokens_trained": int(state.num_input_tokens_seen),
+        "tokens_per_second": round(tokens_session / train_seconds, 1) if train_seconds > 0 else None,
+        "train_seconds": round(train_seconds, 2),
+        "global_step": state.global_step,
+        "best_step": state.best_global_step,
+        "best_eval_loss": round(state.best_metric, 4) if state.best_metric is not None else None,
+        "resumed_from": resume_from.name if resume_from else None,
+        "merge_max_logit_diff": merge_difference if method == "lora" else None,
+    }
+
+
+def save_outputs(
+    run_dir: Path | str,
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    metrics: dict[str, Any],
+    log_history: Sequence[dict[str, Any]],
+) -> Path:
+    """Write what chapter 05 leaves for chapter 06, and return the model folder ``run/05_finetune/model``.
+
+    The folder is written atomically (``save_finetuned``: the plain model, its tokenizer, the "factual"
+    generation config and ``finetune_metrics.json``), then ``prompt_template.json`` goes into it; the
+    Trainer's ``log_history`` goes to ``run/05_finetune/log_history.json``.
+    """
+    out = chapter_dir(run_dir, CHAPTER)
+    model_dir = save_finetuned(model, tokenizer, out / "model", extra_json={"finetune_metrics.json": metrics})
+    write_template(model_dir / "prompt_template.json", tokenizer)
+    (out / "log_history.json").write_text(json.dumps(list(log_history), indent=1) + "\n", encoding="utf-8")
+    return model_dir
+
+
 @dataclass
 class FinetuneResult:
     """What ``finetune`` returns: the saved model folder, the metrics and the Trainer's log history."""
@@ -566,7 +657,8 @@ def finetune(
 ) -> FinetuneResult:
     """Fine-tune the profile's base model on chapter 03's pairs and save it to ``run/05_finetune/model``.
 
-    Reads ``run/03_pairs/`` (the DatasetDict and tokenizer) and chapter 04's base model
+    The reference for what chapter 05 writes out cell by cell (the tests run this one). Reads
+    ``run/03_pairs/`` (the DatasetDict and tokenizer) and chapter 04's base model
     (``helpers.models.load_base_model``). ``method`` is ``"full"`` or ``"lora"`` (default: the profile's
     ``finetune_method``). ``resume=True`` continues from the last complete checkpoint in
     ``checkpoint_dir_for(params, run_dir)/<method>`` (from scratch when there is none); without it,
@@ -576,17 +668,13 @@ def finetune(
     the saved model is the best one (lowest evaluation loss), merged if LoRA, with its tokenizer,
     ``generation_config.json`` (the "factual" preset) and ``prompt_template.json``.
     """
-    from helpers import models, pairs
-    from helpers.course import chapter_dir
-    from helpers.prompt import write_template
-
     method = method or params["finetune_method"]
     if method not in METHODS:
         raise FinetuneError(f"method must be one of {', '.join(METHODS)}, not {method!r}")
     run_dir = Path(run_dir)
     set_seed(params["finetune_seed"])
     try:
-        splits = pairs.load_pairs(run_dir / "03_pairs")
+        splits = load_pairs(run_dir / "03_pairs")
     except (ValueError, IndexError) as error:  # datasets cannot read back a split saved with no rows
         raise FinetuneError(
             f"could not read chapter 03's dataset in {run_dir / '03_pairs' / 'dataset'} ({error}). "
@@ -594,7 +682,7 @@ def finetune(
             "and check that every split has pairs"
         ) from error
     tokenizer = load_course_tokenizer(params, run_dir)
-    model = models.load_base_model(params, run_dir)
+    model = load_base_model(params, run_dir)
     if model.get_input_embeddings().num_embeddings < len(tokenizer):
         raise FinetuneError(
             f"the base model has {model.get_input_embeddings().num_embeddings} token embeddings but the tokenizer "
@@ -618,68 +706,30 @@ def finetune(
     trainable, total = count_trainable(model)
 
     checkpoints = checkpoint_dir_for(params, run_dir) / method
-    resume_from = last_checkpoint(checkpoints) if resume else None
-    if not resume:
-        # A fresh run must not mix with an earlier run's checkpoints (rotation and resume go by step number).
-        for old in checkpoints.glob("checkpoint-*"):
-            shutil.rmtree(old, ignore_errors=True)
-    tokens_before = 0
-    if resume_from is not None:
-        state = json.loads((resume_from / "trainer_state.json").read_text(encoding="utf-8"))
-        tokens_before = int(state.get("num_input_tokens_seen", 0))
-
-    eval_pairs = params["finetune_eval_pairs"]
-    eval_data = data["validation"]
-    if eval_pairs and len(eval_data) > eval_pairs:  # in-training evaluations on a fixed sample: they run often
-        eval_data = eval_data.shuffle(seed=params["finetune_seed"]).select(range(eval_pairs))
+    resume_from = resume_checkpoint(checkpoints, resume)
+    tokens_before = tokens_seen(resume_from)
     trainer = CourseTrainer(
         model=model,
         args=training_arguments(params, checkpoints, learning_rate=learning_rate, precision=precision),
         train_dataset=data["train"],
-        eval_dataset=eval_data,
+        eval_dataset=evaluation_sample(data["validation"], params),
         data_collator=collator,
         callbacks=[EarlyStoppingCallback(params["finetune_early_stopping_patience"]), *callbacks],
     )
     started = time.perf_counter()
-    with warnings.catch_warnings():
-        # The Trainer's own token counting copies a tensor the way PyTorch warns about, once per step.
-        warnings.filterwarnings("ignore", message="To copy construct from a tensor")
-        trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     train_seconds = time.perf_counter() - started
 
     # The best checkpoint's weights (load_best_model_at_end), LoRA merged in and checked on validation pairs.
-    probe = collator([data["validation"][i] for i in range(min(4, len(data["validation"])))])
-    final, merge_difference = merge_lora_checked(trainer.model, probe)
+    final, merge_difference = merge_lora_checked(trainer.model, merge_probe(data["validation"], collator))
     after = evaluate_loss(final, data["validation"], collator, batch_size=batch_size)
-    state = trainer.state
-    tokens_session = state.num_input_tokens_seen - tokens_before
-    metrics = {
-        "method": method,
-        "base_model": params["model_name"],
-        "precision": precision,
-        "max_length": max_length,
-        "train_pairs": len(data["train"]),
-        "validation_pairs": len(data["validation"]),
-        "val_loss_before": round(before["loss"], 4),
-        "val_perplexity_before": round(before["perplexity"], 3),
-        "val_loss_after": round(after["loss"], 4),
-        "val_perplexity_after": round(after["perplexity"], 3),
-        "trainable_parameters": trainable,
-        "total_parameters": total,
-        "tokens_trained": int(state.num_input_tokens_seen),
-        "tokens_per_second": round(tokens_session / train_seconds, 1) if train_seconds > 0 else None,
-        "train_seconds": round(train_seconds, 2),
-        "global_step": state.global_step,
-        "best_step": state.best_global_step,
-        "best_eval_loss": round(state.best_metric, 4) if state.best_metric is not None else None,
-        "resumed_from": resume_from.name if resume_from else None,
-        "merge_max_logit_diff": merge_difference if method == "lora" else None,
-    }
-    out = chapter_dir(run_dir, CHAPTER)
-    model_dir = save_finetuned(final, tokenizer, out / "model", extra_json={"finetune_metrics.json": metrics})
-    write_template(model_dir / "prompt_template.json", tokenizer)
-    (out / "log_history.json").write_text(json.dumps(state.log_history, indent=1) + "\n", encoding="utf-8")
-    return FinetuneResult(model_dir, checkpoints, metrics, list(state.log_history), final, tokenizer)
+    metrics = finetune_metrics(
+        params, trainer.state, method=method, precision=precision, max_length=max_length, data=data,
+        before=before, after=after, trainable=trainable, total=total, train_seconds=train_seconds,
+        resume_from=resume_from, tokens_before=tokens_before, merge_difference=merge_difference,
+    )
+    model_dir = save_outputs(run_dir, final, tokenizer, metrics, trainer.state.log_history)
+    return FinetuneResult(model_dir, checkpoints, metrics, list(trainer.state.log_history), final, tokenizer)
 
 
 def save_finetuned(
@@ -694,8 +744,6 @@ def save_finetuned(
     Written into a temporary folder beside ``out_dir`` that replaces it only when complete, so a crash
     leaves the previous model (or none), never half of one.
     """
-    from helpers.models import save_pretrained_atomically
-
     saved_config = generation_config(tokenizer, "factual")
     # Stop strings only work when generate() is handed the tokenizer; loaders that don't
     # (pipeline(), the export's checks, Transformers.js) would fail or ignore them. The course's

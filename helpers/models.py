@@ -169,13 +169,32 @@ def count_parameters(model: torch.nn.Module, *, trainable_only: bool = False) ->
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
-def lora_target_modules(model_type: str) -> list[str]:
-    """PEFT's default LoRA target modules for ``model_type`` (GPT-2: ``c_attn``; Llama, T5: query and value)."""
-    from peft.utils import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as targets
+# The course's LoRA targets per architecture (config.model_type): every linear layer of attention and
+# MLP, which fine-tunes better than PEFT's default (attention's query and value only) for little more
+# memory. Chapter 05 trains these (helpers.finetune.lora_config); chapters 04 and 08 estimate memory
+# for these. GPT-2 stores its linear layers as Conv1D with the weight transposed, hence fan_in_fan_out.
+# T5 (a chapter 04 candidate, never fine-tuned by the course) names its gated MLP's layers wi_0, wi_1.
+LORA_TARGETS: dict[str, dict[str, Any]] = {
+    "gpt2": {"target_modules": ["c_attn", "c_proj", "c_fc"], "fan_in_fan_out": True},
+    "llama": {
+        "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        "fan_in_fan_out": False,
+    },
+    "t5": {"target_modules": ["q", "k", "v", "o", "wi", "wi_0", "wi_1", "wo"], "fan_in_fan_out": False},
+}
 
-    if model_type not in targets:
-        raise ValueError(f"PEFT has no default LoRA targets for model_type {model_type!r}; pass target modules")
-    return list(targets[model_type])
+
+def lora_target_modules(model_type: str) -> list[str]:
+    """The course's LoRA target modules for ``model_type``: every linear layer of attention and MLP (``LORA_TARGETS``).
+
+    Raises ``ValueError`` listing the known architectures for any other ``model_type``.
+    """
+    if model_type not in LORA_TARGETS:
+        raise ValueError(
+            f"no LoRA target modules known for model_type {model_type!r}; known: {', '.join(LORA_TARGETS)}. "
+            "Add its linear layers' names to helpers.models.LORA_TARGETS"
+        )
+    return list(LORA_TARGETS[model_type]["target_modules"])
 
 
 def lora_parameter_count(model: torch.nn.Module, r: int, target_modules: Sequence[str]) -> int:
@@ -453,12 +472,15 @@ def build_tiny_gpt2(tokenizer: PreTrainedTokenizerBase, config: dict[str, Any], 
 
 
 def with_named_loss(model: PreTrainedModel) -> PreTrainedModel:
-    """``model`` with ``config.loss_type`` set to the causal-LM loss when the config names none.
+    """``model`` with its loss named: the causal-LM loss, when transformers could not tell it from the class name.
 
-    transformers picks a model's loss from its class name; ``GPT2LMHeadModel`` does not say
-    "ForCausalLM", so the first loss computed logs "`loss_type=None` ... unrecognized" and uses the
-    causal-LM loss anyway. Naming it is the same loss without the notice.
+    transformers picks a model's loss from its class name (``model.loss_type``); ``GPT2LMHeadModel``
+    does not say "ForCausalLM", so the first loss computed logs "`loss_type=None` ... unrecognized" and
+    uses the causal-LM loss anyway. Naming it is the same loss without the notice. The config carries
+    the name too, so that a saved model keeps it.
     """
+    if getattr(model, "loss_type", None) is None:
+        model.loss_type = "ForCausalLM"
     if getattr(model.config, "loss_type", None) is None:
         model.config.loss_type = "ForCausalLM"
     return model

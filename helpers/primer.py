@@ -6,7 +6,7 @@ and the three architecture families, tied to chapter 04's candidates.
 
 Chapter 00 runs first, so in a fresh run folder there is no course model yet. ``primer_model``
 then builds what the chapter needs in seconds and says so: the course tokenizer trained on the
-shipped tiny corpus, and an untrained tiny GPT-2.
+shipped tiny corpus, and an untrained tiny GPT-2, saved together to ``00_primer/model``.
 """
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -24,7 +25,7 @@ from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokeni
 from helpers.profiles import REPO_ROOT
 
 CHAPTER = "00_primer"
-UNTRAINED_NOTE = "untrained: run the course once to see a trained model here"
+UNTRAINED_NOTE = "its outputs are noise: run the course once (python -m helpers.course) to see a trained model here"
 TINY_DUMP = REPO_ROOT / "data" / "tiny" / "enwiki-tiny.xml.bz2"
 
 # The classic pipeline tasks, each with a small Hub model (a few hundred MB at most) and an input.
@@ -62,17 +63,25 @@ def is_offline(params: dict[str, Any]) -> bool:
 
 @dataclass
 class PrimerModel:
-    """The model and tokenizer chapter 00 shows, and where they came from."""
+    """The model and tokenizer chapter 00 shows, where they came from, and the folders that hold them.
+
+    ``label`` is the short name the chapter prints beside every output the model makes, so that an
+    untrained model's noise is never mistaken for a trained model's text. ``model_folder`` and
+    ``tokenizer_folder`` are local folders ``from_pretrained`` (and ``pipeline``) can load.
+    """
 
     model: PreTrainedModel
     tokenizer: PreTrainedTokenizerBase
     model_source: str
     tokenizer_source: str
     trained: bool
+    label: str
+    model_folder: Path
+    tokenizer_folder: Path
 
     def describe(self) -> str:
-        label = "trained" if self.trained else UNTRAINED_NOTE
-        return f"model: {self.model_source} ({label})\ntokenizer: {self.tokenizer_source}"
+        lines = [f"model:     {self.label}", f"  from:    {self.model_source}", f"tokenizer: {self.tokenizer_source}"]
+        return "\n".join(lines + ([] if self.trained else [f"note:      {UNTRAINED_NOTE}"]))
 
 
 def corpus_texts(limit: int | None = None) -> list[str]:
@@ -93,8 +102,9 @@ def primer_model(params: dict[str, Any], run_dir: Path | str) -> PrimerModel:
 
     In order: ``05_finetune/model`` (model and its tokenizer), ``04_model/base`` with
     ``03_pairs/tokenizer``; else the profile's Hub model and its tokenizer (``helpers.hub``: the Hub at
-    the pinned revision, or the model's offline stand-in); else (a fresh offline run: chapter 00 runs first) the course tokenizer trained on the shipped
-    corpus into ``00_primer/tokenizer`` and an untrained tiny GPT-2, labelled as such.
+    the pinned revision, or the model's offline stand-in); else (a fresh offline run: chapter 00 runs
+    first) the course tokenizer trained on the shipped corpus and an untrained tiny GPT-2, both saved
+    to ``00_primer/model`` and labelled as untrained.
     """
     from helpers import hub, models
     from helpers.course import chapter_dir
@@ -103,31 +113,43 @@ def primer_model(params: dict[str, Any], run_dir: Path | str) -> PrimerModel:
     run = Path(run_dir)
     finetuned, base, tok_dir = run / "05_finetune" / "model", run / "04_model" / "base", run / "03_pairs" / "tokenizer"
     if (finetuned / "config.json").exists():
-        return PrimerModel(AutoModelForCausalLM.from_pretrained(finetuned), load_tokenizer(finetuned),
-                           str(finetuned), str(finetuned), trained=True)
+        return PrimerModel(AutoModelForCausalLM.from_pretrained(finetuned).eval(), load_tokenizer(finetuned),
+                           str(finetuned), str(finetuned), trained=True,
+                           label="the course's fine-tuned model (05_finetune/model)",
+                           model_folder=finetuned, tokenizer_folder=finetuned)
     if (base / "config.json").exists() and tok_dir.exists():
-        return PrimerModel(AutoModelForCausalLM.from_pretrained(base), load_tokenizer(tok_dir),
-                           str(base), str(tok_dir), trained=True)
+        return PrimerModel(AutoModelForCausalLM.from_pretrained(base).eval(), load_tokenizer(tok_dir),
+                           str(base), str(tok_dir), trained=True,
+                           label="the course's base model (04_model/base), not fine-tuned yet",
+                           model_folder=base, tokenizer_folder=tok_dir)
     offline = is_offline(params)
-    if params["model_name"] != models.COURSE_TINY_GPT2:
+    name = params["model_name"]
+    if name != models.COURSE_TINY_GPT2:
         # The Hub at the pinned revision, or the model's offline stand-in (helpers.hub); neither: the fallback below.
         try:
-            folder, source = hub.pretrained_source(params["model_name"], offline=offline)
+            folder, source = hub.pretrained_source(name, offline=offline)
         except hub.ModelUnavailableError:
             pass
         else:
             model, tokenizer = AutoModelForCausalLM.from_pretrained(str(folder)), load_tokenizer(folder)
-            described = hub.describe_source(params["model_name"], source)
-            return PrimerModel(model.eval(), tokenizer, described, described, trained=True)
+            described = hub.describe_source(name, source)
+            how = "offline stand-in" if source == hub.SOURCE_STANDIN else "from the Hub"
+            return PrimerModel(model.eval(), tokenizer, described, "the model's own, from the same folder", trained=True,
+                               label=f"{name} (pretrained, {how})", model_folder=Path(folder),
+                               tokenizer_folder=Path(folder))
+    out_dir = chapter_dir(run, CHAPTER) / "model"
     if params["tokenizer_name"] != COURSE_TOKENIZER and not offline:
         tokenizer, tokenizer_source = load_tokenizer(params["tokenizer_name"]), params["tokenizer_name"]
     else:
-        out_dir = chapter_dir(run, CHAPTER) / "tokenizer"
         vocab = int(params["tokenizer_vocab_size"] or 2048)
         tokenizer = train_course_tokenizer(corpus_texts(), out_dir, vocab_size=vocab)
-        tokenizer_source = f"{out_dir} (the course's byte-level BPE, trained here on the shipped tiny corpus)"
+        tokenizer_source = "the course's byte-level BPE, trained here on the shipped tiny corpus"
     model = models.build_tiny_gpt2(tokenizer, params["tiny_model_config"]).eval()
-    return PrimerModel(model, tokenizer, "a freshly initialised tiny GPT-2", tokenizer_source, trained=False)
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    return PrimerModel(model, tokenizer, f"{out_dir}: a freshly initialised tiny GPT-2, saved here",
+                       f"{out_dir}: {tokenizer_source}", trained=False,
+                       label="an untrained tiny GPT-2 (random weights)", model_folder=out_dir, tokenizer_folder=out_dir)
 
 
 def token_table(tokenizer: PreTrainedTokenizerBase, text: str) -> pd.DataFrame:
@@ -148,8 +170,14 @@ def generate_text(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, pr
     The pipeline is given the model and tokenizer objects, so it never looks at the Hub.
     """
     from transformers import GenerationConfig, pipeline
+    from transformers.utils import logging as transformers_logging
 
-    generator = pipeline("text-generation", model=model, tokenizer=tokenizer, device=model.device)
+    verbosity = transformers_logging.get_verbosity()
+    transformers_logging.set_verbosity_error()  # the pipeline logs "Device set to use cpu" at warning level
+    try:
+        generator = pipeline("text-generation", model=model, tokenizer=tokenizer, device=model.device)
+    finally:
+        transformers_logging.set_verbosity(verbosity)
     # Our own settings, not the model's saved preset (chapter 05 saves beam search): plain greedy.
     settings = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.eos_token_id)
     result = generator(prompt, generation_config=settings, use_model_defaults=False, return_full_text=False)
@@ -302,6 +330,65 @@ def plot_attention(tokens: list[str], maps: np.ndarray, *, layer: int = -1, head
 
 
 # ---------------------------------------------------------------------------------------------
+# One transformer block, taken apart
+
+
+@dataclass
+class BlockParts:
+    """One decoder block of a causal LM, as the modules it runs: norm, attention, norm, MLP.
+
+    Both architectures the course uses are *pre-norm*: each sub-layer reads a normalised copy of the
+    hidden states and adds its result back to them (the residual). ``attend`` runs the attention
+    module alone, with what it needs besides the hidden states (Llama: the rotary position angles).
+    """
+
+    block: torch.nn.Module
+    norm_1: torch.nn.Module  # before attention
+    attention: torch.nn.Module
+    norm_2: torch.nn.Module  # before the MLP
+    mlp: torch.nn.Module
+    architecture: str
+    rotary: torch.nn.Module | None = None  # Llama's rotary embedding (RoPE), shared by all layers
+
+    def attend(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The attention sub-layer's output for ``hidden`` (batch, tokens, width): causal, no padding."""
+        if self.rotary is None:  # GPT-2: positions were added to the embeddings already
+            return self.attention(hidden)[0]
+        positions = torch.arange(hidden.shape[1], device=hidden.device)[None]
+        return self.attention(hidden, position_embeddings=self.rotary(hidden, positions), attention_mask=None)[0]
+
+
+def block_parts(model: PreTrainedModel, layer: int = 0) -> BlockParts:
+    """The parts of decoder block ``layer`` of a GPT-2 or a Llama-style model (SmolLM2, Qwen2, Mistral)."""
+    if model.config.model_type == "gpt2":
+        block = model.transformer.h[layer]
+        return BlockParts(block, block.ln_1, block.attn, block.ln_2, block.mlp,
+                          "GPT-2: LayerNorm, GELU MLP, learned positions")
+    decoder = getattr(model, "model", None)
+    if decoder is not None and hasattr(decoder, "layers") and hasattr(decoder, "rotary_emb"):
+        block = decoder.layers[layer]
+        return BlockParts(block, block.input_layernorm, block.self_attn, block.post_attention_layernorm, block.mlp,
+                          f"{type(model).__name__.removesuffix('ForCausalLM')}: RMSNorm, SwiGLU MLP, rotary positions",
+                          rotary=decoder.rotary_emb)
+    raise ValueError(f"block_parts knows GPT-2 and Llama-style models, not {model.config.model_type!r}")
+
+
+def block_input_output(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, text: str,
+                       layer: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """The hidden states entering and leaving block ``layer`` on ``text``, from one ordinary forward pass.
+
+    ``hidden_states[i]`` is block i's input; the last entry has the final norm applied, so the last
+    block's output is not in the list: ``layer`` must not be the last.
+    """
+    if layer >= model.config.num_hidden_layers - 1:
+        raise ValueError(f"layer {layer}: the last block's output is only seen after the final norm")
+    inputs = tokenizer(text, return_tensors="pt").to(model.device)
+    with torch.no_grad():
+        hidden_states = model(**inputs, output_hidden_states=True).hidden_states
+    return hidden_states[layer], hidden_states[layer + 1]
+
+
+# ---------------------------------------------------------------------------------------------
 # Architecture families
 
 
@@ -354,24 +441,84 @@ def check_token_count(tokenizer: PreTrainedTokenizerBase, text: str, answer: int
     """Exercise: how many tokens does the course tokenizer make of ``text``? Returns the verdict."""
     expected = len(tokenizer(text)["input_ids"])
     if answer is None:
-        return "not answered yet: set `answer` to the number of tokens (tip: primer.token_table)"
+        return "not answered yet: set the answer to the number of tokens, an int (tip: primer.token_table)"
     return "correct" if int(answer) == expected else f"not quite: {answer} given, the tokenizer makes {expected}"
 
 
-def check_causal_mask(answer: torch.Tensor | None, n: int = 4) -> str:
-    """Exercise: a boolean n×n mask where True means "may attend", for causal attention."""
-    if answer is None:
-        return f"not answered yet: build a {n}×{n} boolean tensor, True where token i may see token j"
-    answer = torch.as_tensor(answer)
-    expected = torch.ones(n, n, dtype=torch.bool).tril()
-    if answer.shape != expected.shape:
-        return f"wrong shape {tuple(answer.shape)}: expected {(n, n)}"
-    if not torch.equal(answer.bool(), expected):
-        return "not quite: token i may see tokens 0..i (itself and earlier), never later ones"
-    q = k = v = torch.randn(1, n, 8)
-    ours, _ = scaled_dot_product_attention(q, k, v, answer.bool())
-    theirs = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
-    return "correct: same output as is_causal=True" if torch.allclose(ours, theirs, atol=1e-5) else "mask ok, output differs"
+def check_sliding_window_mask(sliding_window_mask: Callable[[int, int], torch.Tensor] | None) -> str:
+    """Exercise: ``sliding_window_mask(n, window)``, n×n booleans, True where token i may attend to token j.
+
+    Causal, and each token sees at most ``window`` tokens: itself and the ``window - 1`` before it
+    (Mistral's sliding-window attention). The expected masks are written out cell by cell here; a
+    window as long as the text must also make PyTorch's ``scaled_dot_product_attention`` give what
+    its own ``is_causal=True`` gives.
+    """
+    todo = ("not answered yet: define sliding_window_mask(n_tokens, window) returning an n×n torch.bool "
+            "tensor, True where token i may see token j")
+    if sliding_window_mask is None:
+        return todo
+    for n, window in ((1, 1), (6, 2), (7, 3), (5, 5), (4, 10)):
+        try:
+            answer = sliding_window_mask(n, window)
+        except NotImplementedError:
+            return todo
+        except Exception as error:  # the learner's code: say what went wrong instead of stopping the notebook
+            return f"not quite: sliding_window_mask({n}, {window}) raised {type(error).__name__}: {error}"
+        call = f"sliding_window_mask({n}, {window})"
+        if not isinstance(answer, torch.Tensor) or answer.dtype != torch.bool:
+            return f"not quite: {call} returned {type(answer).__name__} {getattr(answer, 'dtype', '')}, not a torch.bool tensor"
+        if answer.shape != (n, n):
+            return f"not quite: {call} has shape {tuple(answer.shape)}, not {(n, n)}"
+        expected = torch.tensor([[i - window < j <= i for j in range(n)] for i in range(n)])
+        if not torch.equal(answer, expected):
+            i, j = (answer != expected).nonzero()[0].tolist()
+            return (f"not quite: {call}[{i}, {j}] is {bool(answer[i, j])}; token {i} may see tokens "
+                    f"{max(0, i - window + 1)}..{i} (itself and the {window - 1} before it), never later ones")
+        if window >= n:
+            generator = torch.Generator().manual_seed(n)
+            q, k, v = (torch.randn(1, 2, n, 8, generator=generator) for _ in range(3))
+            with_mask = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=answer)
+            causal = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+            if not torch.allclose(with_mask, causal, atol=1e-6):
+                return f"not quite: {call} gives other attention outputs than is_causal=True"
+    return "correct: right for windows of 1 to 10 tokens, and a window as long as the text is the causal mask"
+
+
+NORM_ATTRIBUTES = ("weight", "bias", "eps", "variance_epsilon")
+
+
+def check_norm_by_hand(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
+                       norm_by_hand: Callable[[torch.Tensor, Any], torch.Tensor] | None,
+                       text: str = "The Moon orbits the Earth once a month.") -> str:
+    """Exercise: ``norm_by_hand(x, norm)`` computes what the norm module ``norm`` computes, by hand.
+
+    Run on the real hidden states entering block 0 of the course model, with that block's first norm
+    (GPT-2: ``LayerNorm``; Llama/SmolLM2: ``RMSNorm``); the expected value is the module's own output.
+    The answer gets the norm's parameters (``weight``, ``bias``, ``eps`` or ``variance_epsilon``), not
+    the module itself, so that calling ``norm(x)`` is not an answer.
+    """
+    if norm_by_hand is None:
+        return "not answered yet: define norm_by_hand(x, norm) and set the answer to it"
+    norm = block_parts(model, 0).norm_1
+    kind = type(norm).__name__
+    parameters_only = SimpleNamespace(**{name: getattr(norm, name) for name in NORM_ATTRIBUTES if hasattr(norm, name)})
+    hidden, _ = block_input_output(model, tokenizer, text, 0)
+    with torch.no_grad():
+        expected = norm(hidden)
+        try:
+            answer = norm_by_hand(hidden.clone(), parameters_only)
+        except NotImplementedError:
+            return "not answered yet: norm_by_hand still raises NotImplementedError; write its body"
+        except Exception as error:  # the learner's code: say what went wrong instead of stopping the notebook
+            if isinstance(error, TypeError) and "not callable" in str(error):
+                return f"not quite: compute the {kind} from norm.weight and friends rather than calling norm(x)"
+            return f"not quite: norm_by_hand raised {type(error).__name__}: {error}"
+    if not isinstance(answer, torch.Tensor) or answer.shape != expected.shape:
+        return f"not quite: expected a tensor shaped {tuple(expected.shape)}, got {getattr(answer, 'shape', type(answer).__name__)}"
+    error = (answer - expected).abs().max().item()
+    if not error <= 1e-4 * max(1.0, expected.abs().max().item()):  # "not <=" also catches NaN
+        return f"not quite: off by up to {error:.3g} from the model's {kind} (its formula is in the chapter's prose)"
+    return f"correct: matches the model's {kind} to {error:.1e} on {hidden.shape[1]} real hidden states"
 
 
 def check_family(name: str, answer: str | None, *, offline: bool = True) -> str:
@@ -384,14 +531,17 @@ def check_family(name: str, answer: str | None, *, offline: bool = True) -> str:
     return "correct" if answer.strip().lower() == expected else f"not quite: {name} is {expected}"
 
 
-def primer_metrics(primer: PrimerModel, pipeline_table: pd.DataFrame, attention_error: float) -> dict[str, Any]:
+def primer_metrics(primer: PrimerModel, pipeline_table: pd.DataFrame, attention_error: float,
+                   block_error: float | None = None) -> dict[str, Any]:
     """What chapter 00 records in summary.json."""
     return {
+        "model": primer.label,
         "model_source": primer.model_source,
         "model_trained": primer.trained,
         "vocab_size": len(primer.tokenizer),
         "pipeline_tasks_run": int((pipeline_table["status"] == "ok").sum()),
         "pipeline_tasks_skipped": int(pipeline_table["status"].str.startswith("skipped").sum()),
         "attention_max_abs_diff": float(attention_error),
+        "block_by_hand_max_abs_diff": None if block_error is None else float(block_error),
         "hub_offline_env": os.environ.get("HF_HUB_OFFLINE", ""),
     }

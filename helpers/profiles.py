@@ -11,10 +11,13 @@
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# The page and Python share site/page.json; the model the page loads by default is named there once.
+DEFAULT_DEPLOY_NAME: str = json.loads((REPO_ROOT / "site" / "page.json").read_text(encoding="utf-8"))["default_model"]
 
 SIMPLEWIKI = "https://dumps.wikimedia.org/simplewiki/latest/"
 SIMPLEWIKI_DUMP = SIMPLEWIKI + "simplewiki-latest-pages-articles-multistream.xml.bz2"
@@ -88,7 +91,7 @@ _COMMON: dict[str, Any] = {
     # tiny profile's stand-in, built in the chapter (each reproduction on a 135M model takes minutes on a CPU)
     "troubleshoot_model": None,
     # 07 browser deploy: the model's folder name under site/models/ (the page's ?model=)
-    "deploy_name": "course-model",
+    "deploy_name": DEFAULT_DEPLOY_NAME,
 }
 
 PROFILES: dict[str, dict[str, Any]] = {

@@ -25,7 +25,6 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +32,8 @@ import pandas as pd
 import torch
 
 from helpers import finetune as ft
+from helpers.deploy import SiteServer
+from helpers.export import WASM_ONLY_DTYPES
 
 CHAPTER = "08_troubleshooting"
 GiB = 2**30
@@ -608,7 +609,7 @@ def diagnose_site(url: str) -> Diagnosis:
 
 
 def serve_misconfigured(site_dir: Path | str, *, wasm_type: str = "text/plain",
-                        isolation: bool = True) -> tuple[ThreadingHTTPServer, str]:
+                        isolation: bool = True) -> tuple[SiteServer, str]:
     """Serve ``site_dir`` like ``helpers.deploy.serve`` but with a wrong MIME type for ``.wasm``.
 
     A stand-in for a web server whose MIME table lacks ``.wasm``. ``isolation=False`` also drops
@@ -626,14 +627,14 @@ def serve_misconfigured(site_dir: Path | str, *, wasm_type: str = "text/plain",
                 super(SiteRequestHandler, self).end_headers()
 
     handler = functools.partial(Misconfigured, directory=str(site_dir))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.daemon_threads = True
+    server = SiteServer(("127.0.0.1", 0), handler)  # quiet when a client hangs up, like the course's
     threading.Thread(target=server.serve_forever, name="misconfigured-site", daemon=True).start()
     return server, f"http://127.0.0.1:{server.server_address[1]}/"
 
 
-# site/worker.js's WRONG_ON_WEBGPU: 8-bit models give wrong tokens on ONNX Runtime Web's WebGPU backend.
-WRONG_ON_WEBGPU = frozenset({"q8", "int8", "uint8"})
+# site/page.json's wasm_only_dtypes, which site/worker.js reads: 8-bit models give wrong tokens on
+# ONNX Runtime Web's WebGPU backend.
+WRONG_ON_WEBGPU = WASM_ONLY_DTYPES
 
 
 def backend_choice(requested: str = "auto", *, navigator_gpu: bool = False, adapter: bool = False,
@@ -677,7 +678,7 @@ def check_best_step(history: Sequence[dict[str, float]], answer: int | None) -> 
     """Exercise: the step early stopping would keep (the lowest validation loss)."""
     best = min(history, key=lambda row: row["val_loss"])["step"]
     if answer is None:
-        return "not answered yet: set `answer` to the step with the lowest validation loss"
+        return "not answered yet: set `answer_1` to the step with the lowest validation loss"
     return "correct" if int(answer) == int(best) else f"not quite: the lowest validation loss is at step {best:.0f}"
 
 
@@ -698,6 +699,6 @@ def check_fitting_batch(config: Any, parameters: int, budget_bytes: int, sequenc
 def check_fixed_folder(path: Path | str | None) -> str:
     """Exercise: a model folder repaired until ``check_model_folder`` finds no error."""
     if path is None:
-        return "not answered yet: repair the broken folder and set `answer` to its path"
+        return "not answered yet: repair the broken folder and set `answer_3` to its path"
     diagnosis = diagnose_model_folder(path)
     return "correct: the folder is ready for Transformers.js" if not diagnosis.fired else diagnosis.message

@@ -6,12 +6,23 @@
 const DEPLOY_HELP =
   "Deploy a model with `python -m helpers.deploy deploy runs/tiny/06_export/model --name <name>` " +
   "(or helpers.deploy.deploy_model in notebook 07), then serve the site with `python -m helpers.deploy serve`.";
-// Transformers.js 3.8.1 (src/utils/dtypes.js): the file each dtype loads, under onnx/.
-const DTYPE_FILES = { fp32: "model.onnx", fp16: "model_fp16.onnx", q8: "model_quantized.onnx", q4: "model_q4.onnx" };
+
+// The rules the page shares with Python, from the one file both read (helpers/export.py reads it too):
+// the file each dtype loads, what dtype "auto" means on each backend, the dtypes never run on WebGPU,
+// the model opened without ?model=. null when it cannot be read; main() then says so.
+async function fetchRules() {
+  try {
+    const response = await fetch("./page.json", { cache: "no-store" });
+    return response.ok ? await response.json() : null;
+  } catch {
+    return null;
+  }
+}
+const rules = await fetchRules();
 
 const query = new URLSearchParams(location.search);
-const modelName = query.get("model") ?? "course-model";
-// auto: q8 on WASM, fp32 on WebGPU (Transformers.js's own defaults; worker.js never runs q8 on WebGPU).
+const modelName = query.get("model") ?? rules?.default_model;
+// auto: rules.auto_dtype, Transformers.js's own defaults (q8 on WASM, fp32 on WebGPU; worker.js never runs q8 on WebGPU).
 const dtype = query.get("dtype") ?? "auto";
 const device = query.get("device") ?? "auto"; // auto: WebGPU when the browser has an adapter, else WASM
 // WASM threads (benchmarks/bench_browser.py): absent, ONNX Runtime Web picks min(4, ceil(cores / 2)).
@@ -28,7 +39,7 @@ const ui = {
 const CONTROLS = ["do_sample", "temperature", "top_k", "top_p", "repetition_penalty", "no_repeat_ngram_size", "max_new_tokens"];
 
 // What the tests (and a curious reader in the console) can inspect.
-const state = { events: [], progress: {}, ready: false, generating: false, result: null, error: null, template: null, presets: {},
+const state = { rules, events: [], progress: {}, ready: false, generating: false, result: null, error: null, template: null, presets: {},
   // timings (ms since the page started): when the worker was asked to load, when the model was ready
   timings: {}, extraGenerationOptions: {} }; // extraGenerationOptions: merged into generate() (benchmarks)
 window.courseApp = state;
@@ -86,14 +97,16 @@ async function checkModelFolder() {
     throw new MissingFileError(`models/${modelName}/tokenizer_config.json has no chat_template, but the model was trained with its chat template. Export the model again (chapter 06).`);
   }
   // "auto" needs both files the worker may pick: q8 on WASM, fp32 on WebGPU.
-  const wanted = dtype === "auto" ? ["q8", "fp32"] : [dtype];
+  const wanted = dtype === "auto" ? [...new Set(Object.values(rules.auto_dtype))] : [dtype];
   for (const name of wanted) {
-    const file = DTYPE_FILES[name];
-    if (!file) throw new MissingFileError(`Unknown dtype "${name}" in the address; use auto or one of ${Object.keys(DTYPE_FILES).join(", ")}.`);
+    if (!(name in rules.dtype_suffix)) {
+      throw new MissingFileError(`Unknown dtype "${name}" in the address; use auto or one of ${Object.keys(rules.dtype_suffix).join(", ")}.`);
+    }
+    const file = `${rules.onnx_subfolder}/model${rules.dtype_suffix[name]}.onnx`; // helpers.export.onnx_filename
     try {
-      await fetchModelFile(`onnx/${file}`, { head: true });
+      await fetchModelFile(file, { head: true });
     } catch (error) {
-      throw new MissingFileError(`${error.message} (dtype "${name}" loads onnx/${file}; try ?dtype=fp32 or ?dtype=q8, or export that dtype.)`);
+      throw new MissingFileError(`${error.message} (dtype "${name}" loads ${file}; try ?dtype=fp32 or ?dtype=q8, or export that dtype.)`);
     }
   }
   return { config, template };
@@ -144,16 +157,19 @@ async function loadPresets() {
   if (Object.keys(state.presets).length) applyPreset(Object.keys(state.presets)[0]);
 }
 
+// [options]
 function generationOptions() {
   const doSample = $("do_sample").checked;
   const number = (id) => Number($(id).value);
-  // num_beams: 1 overrides any beam search a model folder's generation_config.json may ask for:
-  // the streamer and the stop flag follow one sequence, and the page shows tokens as they come.
+  // num_beams: 1 overrides any beam search a model folder's generation_config.json may ask for
+  // (Transformers.js merges that file into every call): the streamer and the stop flag follow one
+  // sequence, and the page shows tokens as they come. The presets (presets.json) are greedy or sampled.
   const options = { do_sample: doSample, num_beams: 1, max_new_tokens: number("max_new_tokens"), repetition_penalty: number("repetition_penalty"),
                     no_repeat_ngram_size: number("no_repeat_ngram_size") }; // 0: no constraint
   if (doSample) Object.assign(options, { temperature: number("temperature"), top_k: number("top_k"), top_p: number("top_p") });
   return { ...options, ...state.extraGenerationOptions };
 }
+// [/options]
 
 function renderProgress(event) {
   if (!event.file) return;
@@ -262,10 +278,14 @@ function startWorker() {
   ui.preset.addEventListener("change", () => applyPreset(ui.preset.value));
   for (const key of CONTROLS) $(key).addEventListener("input", () => { ui.preset.value = "custom"; });
   state.timings.loadRequested = performance.now();
-  worker.postMessage({ type: "load", model: modelName, dtype, device, stopFlag, threads, ortBuild });
+  worker.postMessage({ type: "load", model: modelName, dtype, device, stopFlag, threads, ortBuild, rules });
 }
 
 async function main() {
+  if (!rules) {
+    showError("The page could not read page.json beside index.html: serve the whole site/ folder (`python -m helpers.deploy serve`).");
+    return;
+  }
   ui.model.textContent = `${modelName} (${dtype})`;
   if (typeof Worker === "undefined" || typeof WebAssembly === "undefined") {
     showError("This browser cannot run the model: it needs Web Workers and WebAssembly (any current Chrome, Edge, Firefox or Safari).");

@@ -1,6 +1,7 @@
 // The inference side of the page: one Web Worker holds one text-generation pipeline, so the
 // page's main thread (app.js) stays free to draw, scroll and react to the stop button while the
-// model computes. Messages in:  {type: "load", model, dtype (or "auto"), device, threads, ortBuild} | {type: "generate", prompt, options} | {type: "stop"}
+// model computes. Messages in:  {type: "load", model, dtype (or "auto"), device, threads, ortBuild, rules} | {type: "generate", prompt, options} | {type: "stop"}
+// (rules: site/page.json as app.js read it, the file Python's helpers read too)
 // (prompt: a string, or a chat — a list of {role, content} messages — that the pipeline renders with the model's chat template)
 // Messages out: status, progress (one per file event), ready, token, complete, error.
 import {
@@ -26,19 +27,20 @@ const PLAIN_CPU_BUILD = { mjs: `${VENDOR}ort-wasm-simd-threaded.mjs`, wasm: `${V
 // The Cache API would keep serving an old copy after the model is deployed again under the same name.
 env.useBrowserCache = false;
 
-// dtype "auto" (the page's default): what Transformers.js itself defaults to on each backend.
-const AUTO_DTYPE = { webgpu: "fp32", wasm: "q8" };
 // 8-bit dynamically quantized models (DynamicQuantizeLinear + MatMulInteger) give wrong tokens on
 // ONNX Runtime Web's WebGPU backend (Transformers.js issues #1317, #1512); the course's browser test
-// reproduces it on Chromium's software WebGPU. They run correctly on WASM, so they always run there.
-const WRONG_ON_WEBGPU = new Set(["q8", "int8", "uint8"]);
+// reproduces it on Chromium's software WebGPU. They run correctly on WASM, so they always run there:
+// page.json's "wasm_only_dtypes". Its "auto_dtype" is what Transformers.js itself defaults to on each backend.
 
 let generator = null;
+// [stop]
+// The stop button's way in: a stopping criterion that generate() checks after every token.
 const stopper = new InterruptableStoppingCriteria();
 // On WASM the whole generation runs inside this worker's one task, so a "stop" message is only read
 // once generation is over. A flag in shared memory, which the page sets and the token callback reads
 // at every step, gets through at once. It needs cross-origin isolation (COOP/COEP headers).
 let stopFlag = null;
+// [/stop]
 
 async function webgpuAvailable() {
   try {
@@ -48,26 +50,31 @@ async function webgpuAvailable() {
   }
 }
 
-async function load({ model, dtype, device, threads, ortBuild }) {
+async function load({ model, dtype, device, threads, ortBuild, rules }) {
   // Before the first session: ONNX Runtime Web reads it once. Without cross-origin isolation it uses 1.
   if (Number.isInteger(threads) && threads > 0) env.backends.onnx.wasm.numThreads = threads;
   const begin = performance.now();
+  // [backend]
   let wanted = device === "auto" || !device ? ((await webgpuAvailable()) ? "webgpu" : "wasm") : device;
-  if (!dtype || dtype === "auto") dtype = AUTO_DTYPE[wanted] ?? "q8";
+  if (!dtype || dtype === "auto") dtype = rules.auto_dtype[wanted];
   let note = null;
-  if (wanted === "webgpu" && WRONG_ON_WEBGPU.has(dtype)) {
+  if (wanted === "webgpu" && rules.wasm_only_dtypes.includes(dtype)) {
     wanted = "wasm";
     note = `${dtype} runs on WASM: WebGPU gives wrong tokens for 8-bit models (use dtype fp32, fp16 or q4 for WebGPU)`;
     self.postMessage({ type: "status", text: note });
   }
+  // [/backend]
   // A WebGPU load that fails falls back to WASM below on the JSEP build already started: slower, still right.
   const build = wanted === "webgpu" || ortBuild === "jsep" ? "jsep" : "plain";
   env.backends.onnx.wasm.wasmPaths = build === "jsep" ? VENDOR : PLAIN_CPU_BUILD;
+  // [pipeline]
+  // One call loads the tokenizer, the config and onnx/model{suffix}.onnx for the dtype, from ./models/<model>/.
   const progress_callback = (event) => self.postMessage({ type: "progress", ...event });
   const tryDevice = async (dev) => {
     self.postMessage({ type: "status", text: `Loading ${model} (${dtype}) on ${dev}…` });
     return pipeline("text-generation", model, { dtype, device: dev, progress_callback });
   };
+  // [/pipeline]
   try {
     generator = await tryDevice(wanted);
     self.postMessage({ type: "ready", model, dtype, device: wanted, note, loadMs: performance.now() - begin,
@@ -90,6 +97,8 @@ async function generate({ prompt, options }) {
   const tokenTimes = []; // ms after generate() began at which each new token arrived
   let started = null;
   let begin = null;
+  // [streamer]
+  // Called as tokens are chosen: the text goes to the page at once, the ids and times are kept.
   const streamer = new TextStreamer(generator.tokenizer, {
     skip_prompt: true,
     skip_special_tokens: true,
@@ -106,16 +115,19 @@ async function generate({ prompt, options }) {
       }
     },
   });
+  // [/streamer]
   // The exact text the model is prompted with, reported so the tests can compare it with Python's.
   const promptText = typeof prompt === "string" ? prompt
     : generator.tokenizer.apply_chat_template(prompt, { tokenize: false, add_generation_prompt: true });
   begin = performance.now();
+  // [generate]
   const [output] = await generator(prompt, {
-    ...options,
-    return_full_text: false,
+    ...options, // the page's settings: do_sample, temperature, top_k, top_p, max_new_tokens...
+    return_full_text: false, // the answer only, not the prompt before it
     streamer,
     stopping_criteria: stopper,
   });
+  // [/generate]
   const seconds = (performance.now() - begin) / 1000;
   // A chat comes back as the conversation with the assistant's message appended.
   const text = Array.isArray(output.generated_text) ? output.generated_text.at(-1).content : output.generated_text;

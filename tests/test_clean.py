@@ -183,6 +183,21 @@ def test_save_and_read_back(clean_articles, tmp_path):
 # --- planted cases ------------------------------------------------------------------------------
 
 
+def test_every_kept_paragraph_passes_the_checks_chapter_02_shows(cleaned, tiny_articles):
+    checks = clean.paragraph_checks(cleaned.report.config, cleaned.sentence_tokenizer)
+    assert [name for name, _ in checks] == [n for n in clean.FILTERS if n in (
+        "too_short", "too_long", "digits_symbols", "alpha_ratio", "short_sentences", "not_english")]
+    assert all(check(p) is None for p in clean.iter_paragraphs(cleaned.articles) for _, check in checks)
+    verdicts = [next((name for name, check in checks if check(p)), None) for p in clean.iter_paragraphs(tiny_articles)]
+    assert {"too_short", "not_english"} <= set(verdicts)  # chapter 01's raw paragraphs do fail some
+
+
+def test_duplicate_key_ignores_case_spacing_and_punctuation(good_paragraphs):
+    text = good_paragraphs[0]
+    assert clean.duplicate_key(text) == clean.duplicate_key("  " + text.upper().replace(", ", " ; ") + " ")
+    assert clean.duplicate_key(text) != clean.duplicate_key(text.replace(" ", " not ", 1))
+
+
 def test_planted_exact_duplicates_are_removed(cleaned, clean_articles, good_paragraphs):
     original = good_paragraphs[3]
     variant = "  " + original.upper().replace(", ", " , ") + "  "  # case, spacing, punctuation differ

@@ -1,6 +1,7 @@
 """helpers.colab: the set-up report of every chapter (GPU, memory, precision, Drive), with torch.cuda faked."""
 from __future__ import annotations
 
+import subprocess
 import sys
 import types
 from pathlib import Path
@@ -9,6 +10,7 @@ import pytest
 import torch
 
 from helpers import colab
+from helpers.profiles import REPO_ROOT
 
 
 def _fake_gpu(monkeypatch, name, capability, memory_gib, bf16=True):
@@ -81,3 +83,11 @@ def test_a_package_imported_before_the_install_asks_for_a_restart(monkeypatch):
     report = colab.SetupReport(False, "2.13.0", "cpu", None, None, None, "fp32", stale=stale)
     assert any("RESTART NEEDED" in line for line in report.lines())
     assert colab.stale_modules(("torch",)) == []  # the real torch matches its installed version
+
+
+def test_the_set_up_report_does_not_import_the_fine_tuning_stack():
+    # Every chapter's first cell runs it: it must stay light (finetune pulls peft, datasets, the Trainer).
+    code = ("import sys; from helpers import colab; colab.setup_report(show=False); "
+            "print(sorted(name for name in ('helpers.finetune', 'peft') if name in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT, check=True)
+    assert done.stdout.strip() == "[]", done.stdout + done.stderr

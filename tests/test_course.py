@@ -121,3 +121,35 @@ def test_set_overrides_reach_every_notebook_and_unknown_keys_fail_first(tmp_path
     with pytest.raises(KeyError, match="finetune_max_stepz"):
         course.run_course("laptop", runs_root=tmp_path / "other", notebooks_dir=notebooks, overrides={"finetune_max_stepz": 1})
     assert not (tmp_path / "other").exists()
+
+
+def test_every_chapter_has_a_measured_time_for_the_tiny_and_laptop_profiles():
+    times = json.loads(course.CHAPTER_TIMES.read_text(encoding="utf-8"))
+    for profile in ("tiny", "laptop"):
+        assert set(times[profile]["seconds"]) == set(course.CHAPTERS), profile
+        assert all(seconds > 0 for seconds in times[profile]["seconds"].values())
+    line = course.measured_time("05_finetune")
+    assert "tiny " in line and "laptop " in line and times["laptop"]["machine"] in line
+
+
+def test_each_chapter_prints_its_own_measured_time():
+    for chapter, stem in course.CHAPTERS.items():
+        text = (course.NOTEBOOKS_DIR / f"{stem}.md").read_text(encoding="utf-8")
+        assert f'course.measured_time("{chapter}")' in text, f"{stem}.md does not print its measured time"
+
+
+def test_recorded_times_come_from_a_complete_run_only(tmp_path):
+    times = tmp_path / "times.json"
+    complete = {"profile": "tiny", "chapters": {name: {"status": "ok", "wall_seconds": 61.04 + i}
+                                                for i, name in enumerate(course.CHAPTERS)}}
+    course.record_times(complete, "a test machine", times)
+    stored = json.loads(times.read_text())["tiny"]
+    assert stored["machine"] == "a test machine" and stored["seconds"]["00_primer"] == 61.0
+    assert "tiny 64 s" in course.measured_time("03_pairs", times)  # 61.04 + 3, rounded
+    course.record_times({"profile": "laptop", "chapters": {**complete["chapters"], "05_finetune": {
+        "status": "ok", "wall_seconds": 445.4}}}, "a test machine", times)
+    assert "tiny 66 s; laptop 7 min 25 s" in course.measured_time("05_finetune", times)
+    partial = {"profile": "tiny", "chapters": {**complete["chapters"], "06_export": {"status": "failed", "wall_seconds": 3}}}
+    with pytest.raises(ValueError, match="06_export"):
+        course.record_times(partial, "a test machine", times)
+    assert json.loads(times.read_text())["tiny"] == stored  # the complete run's times stay

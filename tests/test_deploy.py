@@ -103,3 +103,41 @@ def test_cli_deploys(exported_gpt2, site, capsys):
     assert "?model=cli" in capsys.readouterr().out
     assert deploy.main(["deploy", str(site / "nothing"), "--site", str(site)]) == 1
     assert "is not a folder" in capsys.readouterr().err
+
+
+def test_the_default_model_name_has_one_owner(exported_gpt2, site, capsys):
+    from helpers.profiles import PROFILES, get_profile
+
+    # site/page.json owns it (the page opens it without ?model=); deploy and every profile use it
+    assert deploy.DEFAULT_NAME == json.loads((deploy.SITE_DIR / "page.json").read_text())["default_model"]
+    assert {get_profile(name)["deploy_name"] for name in PROFILES} == {deploy.DEFAULT_NAME}
+    assert deploy.main(["deploy", str(exported_gpt2), "--site", str(site)]) == 0
+    assert (site / "models" / deploy.DEFAULT_NAME / "config.json").exists()
+    assert f"?model={deploy.DEFAULT_NAME}" in capsys.readouterr().out
+
+
+def test_server_stays_quiet_when_a_client_hangs_up(site, capfd):
+    import socket
+    import struct
+    import time
+
+    (site / "big.onnx").write_bytes(b"\0" * 8_000_000)  # more than the socket buffers hold
+    server, url = deploy.serve(site)
+    try:
+        for _ in range(3):
+            client = socket.create_connection(server.server_address[:2])
+            client.sendall(b"GET /big.onnx HTTP/1.1\r\nHost: x\r\n\r\n")
+            client.recv(1024)
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # reset, as a browser cancelling
+            client.close()
+        time.sleep(0.5)
+        assert _get(url + "index.html")[0] == 200  # still serving
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert "Traceback" not in capfd.readouterr().err
+    try:  # any other error is still reported
+        raise ValueError("a real server bug")
+    except ValueError:
+        server.handle_error(None, ("127.0.0.1", 0))
+    assert "a real server bug" in capfd.readouterr().err

@@ -177,6 +177,9 @@ def test_export_model_reads_chapter_05_and_writes_chapter_06(tmp_path, tiny_gpt2
     with pytest.raises(course.MissingInputError, match="05_finetune"):
         export.export_model(params, tmp_path)
     shutil.copytree(tiny_gpt2_dir, tmp_path / "05_finetune" / "model")
+    # what chapter 05 records beside its model; the card reads it, not the profile
+    record = {"method": "full", "base_model": "a-recorded-base", "train_pairs": 123, "val_loss_after": 4.5678}
+    (tmp_path / "05_finetune" / "model" / "finetune_metrics.json").write_text(json.dumps(record))
     save_pairs(pair_splits, tmp_path / "03_pairs")
     result = export.export_model(params, tmp_path)
     assert result.model_dir == tmp_path / "06_export" / "model"
@@ -185,5 +188,70 @@ def test_export_model_reads_chapter_05_and_writes_chapter_06(tmp_path, tiny_gpt2
     assert metrics["greedy_match"] and metrics["max_logit_diff"] < params["export_atol"]
     assert set(metrics["sizes_mb"]) == {"fp32", "q8", "fp16"}  # GPT-2: no q4 (Gemm layers)
     card = (result.model_dir / "README.md").read_text()
-    assert "CC BY-SA 3.0" in card and "model_quantized.onnx" in card and "finetune_learning_rate" in card
-    assert not list((tmp_path / "06_export").glob(".model.*")), "no staging folder left behind"
+    assert "CC BY-SA 3.0" in card and "model_quantized.onnx" in card
+    assert "base_model: a-recorded-base" in card and "`train_pairs`: 123" in card and "`val_loss_after`: 4.5678" in card
+    assert "finetune_learning_rate" not in card  # a profile value chapter 05 did not record
+    assert sorted(p.name for p in (tmp_path / "06_export").iterdir()) == ["model"], "no staging folder left behind"
+
+
+def test_a_failed_export_never_replaces_the_complete_one(tmp_path, tiny_gpt2_dir, exported_llama, pair_splits):
+    params = get_profile("tiny") | {"export_eval_pairs": 4, "export_check_prompts": 1, "export_greedy_tokens": 4}
+    shutil.copytree(tiny_gpt2_dir, tmp_path / "05_finetune" / "model")
+    save_pairs(pair_splits, tmp_path / "03_pairs")
+    good = export.export_model(params, tmp_path).model_dir
+    before = {p.relative_to(good): p.read_bytes() for p in good.rglob("*") if p.is_file()}
+
+    staging = export.staging_folder(tmp_path)
+    with pytest.raises(export.ExportError, match="no model.onnx"):  # nothing exported yet
+        export.finish_export(params, tmp_path, staging)
+    # another model's graph (the tiny Llama, same tokenizer): its logits are not chapter 05's model's
+    shutil.copy2(exported_llama / "onnx" / "model.onnx", staging / "onnx" / "model.onnx")
+    with pytest.raises(export.ExportError, match="logits differ"):
+        export.finish_export(params, tmp_path, staging)
+    assert staging.is_dir(), "the failed export is left for inspection"
+    assert {p.relative_to(good): p.read_bytes() for p in good.rglob("*") if p.is_file()} == before
+
+
+def test_converters_make_each_variant_from_the_fp32_graph(exported_gpt2, exported_llama):
+    import onnx
+
+    gpt2 = export.load_onnx(exported_gpt2 / "onnx" / "model.onnx")
+    assert export.quantize_q4(gpt2) is None  # Gemm layers: nothing for MatMulNBits
+    llama_path = exported_llama / "onnx" / "model.onnx"
+    fp16 = export.convert_fp16(export.load_onnx(llama_path))
+    float_types = {i.type.tensor_type.elem_type for i in [*fp16.graph.input, *fp16.graph.output]} - {onnx.TensorProto.INT64}
+    assert float_types == {onnx.TensorProto.FLOAT}  # keep_io_types: the page feeds and reads float32
+    assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in fp16.graph.initializer)
+    # export_onnx saved exactly what the converter makes from the fp32 file
+    q8 = export.quantize_q8(export.load_onnx(llama_path))
+    saved = export.load_onnx(exported_llama / "onnx" / "model_quantized.onnx")
+    assert [(n.op_type, n.name) for n in q8.graph.node] == [(n.op_type, n.name) for n in saved.graph.node]
+
+
+def test_quiet_exporter_drops_only_the_known_notices():
+    import logging
+    import warnings
+
+    import torch
+
+    optimum_logger = logging.getLogger("optimum")
+    logged: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: logged.append(record.getMessage())
+    optimum_logger.addHandler(handler)
+    try:
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            with export.quiet_exporter():
+                warnings.warn("a trace detail", torch.jit.TracerWarning)
+                warnings.warn("Exporting aten::index operator of advanced indexing in opset 18 is ...", UserWarning)
+                warnings.warn("something else", UserWarning)
+                optimum_logger.warning("Found different candidate ONNX initializers (likely duplicate) for the tied weights:")
+                optimum_logger.warning("\tlm_head.weight: {'onnx::MatMul_1'}")
+                optimum_logger.warning("an unexpected optimum notice")
+        assert [str(w.message) for w in seen] == ["something else"]
+        assert logged == ["an unexpected optimum notice"]
+        optimum_logger.warning("Found different candidate ONNX initializers (likely duplicate) for the tied weights:")
+        assert len(logged) == 2, "the filter is removed afterwards"
+    finally:
+        optimum_logger.removeHandler(handler)

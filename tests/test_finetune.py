@@ -267,6 +267,25 @@ def test_last_checkpoint_skips_one_cut_short(tmp_path):
     assert ft.last_checkpoint(tmp_path / "none") is None
 
 
+def test_resuming_continues_from_the_last_checkpoint_and_a_fresh_run_removes_them(tmp_path):
+    for step in (2, 4):
+        (tmp_path / f"checkpoint-{step}").mkdir()
+        (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text(json.dumps({"num_input_tokens_seen": 10 * step}))
+    (tmp_path / "unrelated").mkdir()
+    resumed = ft.resume_checkpoint(tmp_path, resume=True)
+    assert resumed == tmp_path / "checkpoint-4" and ft.tokens_seen(resumed) == 40
+    assert ft.resume_checkpoint(tmp_path, resume=False) is None and ft.tokens_seen(None) == 0
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["unrelated"]
+    assert ft.resume_checkpoint(tmp_path / "never-made", resume=True) is None
+
+
+def test_evaluations_score_a_fixed_sample_of_the_validation_pairs(train_data):
+    sample = ft.evaluation_sample(train_data, _params(finetune_eval_pairs=16))
+    assert len(sample) == 16 and sample["input_ids"] == ft.evaluation_sample(train_data, _params(finetune_eval_pairs=16))["input_ids"]
+    assert sample["input_ids"] != train_data.select(range(16))["input_ids"]  # shuffled, not the first ones
+    assert ft.evaluation_sample(train_data, _params(finetune_eval_pairs=None)) is train_data
+
+
 # --- the plain PyTorch loop ------------------------------------------------------------------------
 
 

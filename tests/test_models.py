@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import json
+from unittest import mock
 
 import pytest
 import torch
+from transformers.utils import logging as transformers_logging
 
 from helpers import models
 from helpers.profiles import get_profile
@@ -126,12 +128,42 @@ def test_lora_states_estimate_matches_peft(course_tokenizer, builder):
     parameters = models.count_parameters(base)
     targets = models.lora_target_modules(base.config.model_type)
     expected_lora = models.lora_parameter_count(base, 4, targets)
-    model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=targets, task_type="CAUSAL_LM"))
+    fan_in_fan_out = models.LORA_TARGETS[base.config.model_type]["fan_in_fan_out"]  # GPT-2's Conv1D
+    model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=targets, fan_in_fan_out=fan_in_fan_out,
+                                            task_type="CAUSAL_LM"))
     assert models.count_parameters(model, trainable_only=True) == expected_lora > 0
     optimizer = _one_adamw_step(model)
     estimate = models.training_memory(base.config, parameters, method="lora", lora_parameters=expected_lora)
     assert models.measured_training_state_bytes(model, optimizer) == pytest.approx(estimate.states, rel=0.005)
     assert estimate.activations == models.training_memory(base.config, parameters).activations
+
+
+@pytest.mark.parametrize("builder", ["gpt2", "llama"])
+def test_the_lora_estimate_counts_the_adapters_chapter_05_trains(course_tokenizer, builder):
+    from helpers import finetune
+
+    base = _tiny(builder, course_tokenizer)
+    params = get_profile("tiny")
+    targets = models.lora_target_modules(base.config.model_type)
+    assert set(finetune.lora_config(base, params).target_modules) == set(targets)
+    linear = {name.rsplit(".", 1)[-1] for name, module in base.named_modules()
+              if type(module).__name__ in ("Linear", "Conv1D") and name != "lm_head"}
+    assert linear == set(targets)  # every linear layer of attention and MLP, not PEFT's query/value default
+    estimate = models.lora_parameter_count(base, params["lora_r"], targets)
+    trained = finetune.apply_lora(base, params)
+    assert models.count_parameters(trained, trainable_only=True) == estimate > 0
+
+
+def test_lora_targets_cover_every_candidates_architecture(offline):
+    for name in models.CANDIDATES:
+        config, _ = models.load_candidate_config(name, offline=True)
+        meta = models.meta_model(config)
+        targets = models.lora_target_modules(config.model_type)
+        layers = {n.rsplit(".", 1)[-1] for n, module in meta.named_modules()
+                  if isinstance(module, torch.nn.Linear) and not n.endswith("lm_head")}
+        assert layers <= set(targets), (name, layers - set(targets))
+    with pytest.raises(ValueError, match="'opt'.*gpt2, llama, t5"):
+        models.lora_target_modules("opt")
 
 
 def test_big_models_do_not_fit_a_t4_for_full_fine_tuning(offline):
@@ -161,10 +193,12 @@ def test_tiny_gpt2_has_distilgpt2s_conventions(course_tokenizer):
 
 def test_the_gpt2_loss_is_named_and_is_next_token_cross_entropy(course_tokenizer):
     model = models.build_tiny_gpt2(course_tokenizer, get_profile("tiny")["tiny_model_config"])
-    assert model.config.loss_type == "ForCausalLM"  # transformers would otherwise log that it guessed
+    assert model.loss_type == model.config.loss_type == "ForCausalLM"  # else transformers logs that it guessed
     ids = torch.tensor([course_tokenizer("Albedo is the fraction of light reflected.")["input_ids"]])
-    with torch.no_grad():
+    with torch.no_grad(), mock.patch.object(transformers_logging.get_logger("transformers.modeling_utils"),
+                                            "warning_once") as warned:
         output = model(ids, labels=ids)
+    assert not warned.called
     expected = torch.nn.functional.cross_entropy(output.logits[0, :-1], ids[0, 1:])
     assert torch.allclose(output.loss, expected, atol=1e-6)
 

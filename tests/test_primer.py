@@ -48,12 +48,21 @@ def test_sinusoidal_positions_known_properties():
 
 
 def test_fresh_run_builds_an_honestly_labelled_model(tmp_path):
+    from transformers import GenerationConfig, pipeline
+
     built = primer.primer_model(get_profile("tiny"), tmp_path)
-    assert not built.trained and primer.UNTRAINED_NOTE in built.describe()
-    assert (tmp_path / "00_primer" / "tokenizer" / "tokenizer.json").exists()
+    assert not built.trained and primer.UNTRAINED_NOTE in built.describe() and "untrained" in built.label
+    folder = tmp_path / "00_primer" / "model"
+    assert built.model_folder == built.tokenizer_folder == folder
+    assert (folder / "tokenizer.json").exists() and (folder / "config.json").exists()
     table = primer.token_table(built.tokenizer, "The Moon orbits Earth.")
     assert "".join(table["text"]) == "The Moon orbits Earth."
-    assert isinstance(primer.generate_text(built.model, built.tokenizer, "The Moon", max_new_tokens=3), str)
+    # The chapter's pipeline, loaded from the saved folder, writes what the helper writes from the objects.
+    generator = pipeline("text-generation", model=str(folder), tokenizer=str(folder))
+    greedy = GenerationConfig(max_new_tokens=5, do_sample=False, pad_token_id=built.tokenizer.eos_token_id)
+    from_folder = generator("The Moon", generation_config=greedy, use_model_defaults=False, return_full_text=False)
+    from_objects = primer.generate_text(built.model, built.tokenizer, "The Moon", max_new_tokens=5)
+    assert from_folder[0]["generated_text"] == from_objects and from_objects.strip()
 
 
 def test_run_folder_model_is_preferred(tmp_path, tiny_gpt2_dir):
@@ -61,7 +70,8 @@ def test_run_folder_model_is_preferred(tmp_path, tiny_gpt2_dir):
 
     shutil.copytree(tiny_gpt2_dir, tmp_path / "05_finetune" / "model")
     built = primer.primer_model(get_profile("tiny"), tmp_path)
-    assert built.trained and built.model_source.endswith("model")
+    assert built.trained and built.model_source.endswith("model") and "fine-tuned" in built.label
+    assert built.model_folder == tmp_path / "05_finetune" / "model"
     before = built.model.config._attn_implementation
     tokens, maps = primer.attention_maps(built.model, built.tokenizer, "The Moon orbits Earth.")
     assert built.model.config._attn_implementation == before  # switched to eager only while measuring
@@ -97,7 +107,97 @@ def test_exercise_checks(course_tokenizer):
     assert primer.check_token_count(course_tokenizer, text, right) == "correct"
     assert primer.check_token_count(course_tokenizer, text, right + 1).startswith("not quite")
     assert primer.check_token_count(course_tokenizer, text, None).startswith("not answered")
-    assert primer.check_causal_mask(torch.ones(4, 4, dtype=torch.bool).tril()).startswith("correct")
-    assert primer.check_causal_mask(torch.ones(4, 4, dtype=torch.bool)).startswith("not quite")
     assert primer.check_family("Xenova/LaMini-Flan-T5-783M", "encoder-decoder") == "correct"
     assert primer.check_family("distilbert/distilgpt2", "encoder-decoder").startswith("not quite")
+
+
+def test_sliding_window_mask_check():
+    def right(n, window):  # a different construction from the checker's cell-by-cell one
+        positions = torch.arange(n)
+        offset = positions[:, None] - positions[None, :]
+        return (offset >= 0) & (offset < window)
+
+    def stub(n, window):
+        raise NotImplementedError
+
+    assert primer.check_sliding_window_mask(right).startswith("correct")
+    assert primer.check_sliding_window_mask(None).startswith("not answered yet")
+    assert primer.check_sliding_window_mask(stub).startswith("not answered yet")
+    wrong = {
+        "causal, window ignored": lambda n, w: torch.ones(n, n, dtype=torch.bool).tril(),
+        "one token too many": lambda n, w: right(n, w + 1),
+        "the future instead of the past": lambda n, w: right(n, w).T,
+        "floats": lambda n, w: right(n, w).float(),
+        "a vector": lambda n, w: torch.ones(n, dtype=torch.bool),
+        "raises": lambda n, w: torch.ones(n, n).tril(w, 0),
+    }
+    for name, answer in wrong.items():
+        assert primer.check_sliding_window_mask(answer).startswith("not quite: "), name
+
+
+def tiny_llama(tokenizer):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128)
+    return LlamaForCausalLM(config).eval()
+
+
+@pytest.mark.parametrize("architecture", ["gpt2", "llama"])
+def test_block_parts_run_by_hand_reproduce_the_block(architecture, tiny_gpt2_dir, course_tokenizer):
+    from transformers import AutoModelForCausalLM
+
+    model = (AutoModelForCausalLM.from_pretrained(tiny_gpt2_dir).eval() if architecture == "gpt2"
+             else tiny_llama(course_tokenizer))
+    inputs = course_tokenizer("The Moon orbits the Earth once a month.", return_tensors="pt")
+    with torch.no_grad():
+        hidden_states = model(**inputs, output_hidden_states=True).hidden_states
+    block_input, block_output = primer.block_input_output(model, course_tokenizer, "The Moon orbits the Earth once a month.")
+    assert torch.equal(block_input, hidden_states[0]) and torch.equal(block_output, hidden_states[1])
+    parts = primer.block_parts(model, 0)
+    norm_kind = "LayerNorm" if architecture == "gpt2" else "RMSNorm"
+    assert norm_kind in type(parts.norm_1).__name__ and norm_kind in parts.architecture
+    with torch.no_grad():
+        after_attention = block_input + parts.attend(parts.norm_1(block_input))
+        by_hand = after_attention + parts.mlp(parts.norm_2(after_attention))
+        assert torch.allclose(by_hand, block_output, atol=1e-5)
+        # leaving out a residual, or swapping the norms, changes the result: the check has teeth
+        assert not torch.allclose(parts.attend(parts.norm_1(block_input)) + parts.mlp(parts.norm_2(after_attention)),
+                                  block_output, atol=1e-3)
+    with pytest.raises(ValueError, match="final norm"):
+        primer.block_input_output(model, course_tokenizer, "The Moon.", layer=1)
+
+
+def layer_norm_by_hand(x, norm):
+    mean = x.mean(-1, keepdim=True)
+    variance = ((x - mean) ** 2).mean(-1, keepdim=True)
+    return (x - mean) / torch.sqrt(variance + norm.eps) * norm.weight + norm.bias
+
+
+def rms_norm_by_hand(x, norm):
+    return x * torch.rsqrt((x * x).mean(-1, keepdim=True) + norm.variance_epsilon) * norm.weight
+
+
+def test_norm_by_hand_check(tiny_gpt2_dir, course_tokenizer):
+    from transformers import AutoModelForCausalLM
+
+    def stub(x, norm):
+        raise NotImplementedError
+
+    gpt2 = AutoModelForCausalLM.from_pretrained(tiny_gpt2_dir).eval()
+    llama = tiny_llama(course_tokenizer)
+    with torch.no_grad():  # random norms start at weight 1, bias 0: give them values a wrong formula cannot hide
+        for norm in (primer.block_parts(gpt2, 0).norm_1, primer.block_parts(llama, 0).norm_1):
+            norm.weight.uniform_(0.5, 1.5)
+            if getattr(norm, "bias", None) is not None:
+                norm.bias.uniform_(-0.5, 0.5)
+    assert primer.check_norm_by_hand(gpt2, course_tokenizer, layer_norm_by_hand).startswith("correct: matches the model's LayerNorm")
+    assert primer.check_norm_by_hand(llama, course_tokenizer, rms_norm_by_hand).startswith("correct: matches the model's LlamaRMSNorm")
+    assert primer.check_norm_by_hand(gpt2, course_tokenizer, rms_norm_by_hand).startswith("not quite: ")
+    assert primer.check_norm_by_hand(llama, course_tokenizer, layer_norm_by_hand).startswith("not quite: ")
+    no_bias = lambda x, norm: layer_norm_by_hand(x, norm) - norm.bias  # noqa: E731
+    assert primer.check_norm_by_hand(gpt2, course_tokenizer, no_bias).startswith("not quite: off by")
+    assert "rather than calling" in primer.check_norm_by_hand(gpt2, course_tokenizer, lambda x, norm: norm(x))
+    assert primer.check_norm_by_hand(gpt2, course_tokenizer, None).startswith("not answered yet")
+    assert primer.check_norm_by_hand(gpt2, course_tokenizer, stub).startswith("not answered yet")

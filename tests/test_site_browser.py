@@ -7,7 +7,9 @@ without Chromium or npm it fails and says what to install.
 """
 from __future__ import annotations
 
+import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -256,3 +258,29 @@ def test_threads_timings_and_token_times_for_the_benchmark(site_url, page):
     assert all(a <= b for a, b in zip(result["tokenTimes"], result["tokenTimes"][1:]))
     assert result["tokenTimes"][-1] <= result["seconds"] * 1000
     assert not page.errors
+
+
+def test_page_json_is_transformers_js_own_table(site_url):
+    # site/page.json is the one copy of the dtype rules: the library pinned in package.json must agree.
+    node = shutil.which("node")
+    assert node, "node is missing: install Node.js 20 (scripts/setup.sh)"
+    source = "./node_modules/@huggingface/transformers/src/utils/dtypes.js"
+    script = (f"import {{ DEFAULT_DTYPE_SUFFIX_MAPPING as suffix, DEFAULT_DEVICE_DTYPE_MAPPING as device }} from '{source}';"
+              "console.log(JSON.stringify({ suffix, device }));")
+    done = subprocess.run([node, "--input-type=module", "-e", script], cwd=deploy.SITE_DIR, capture_output=True, text=True, check=True)
+    library = json.loads(done.stdout)
+    assert export.DTYPE_SUFFIX == library["suffix"]
+    # the library's default per device, fp32 where it names none ("If not specified, will default to fp32")
+    assert export.PAGE_RULES["auto_dtype"] == {"webgpu": library["device"].get("webgpu", "fp32"), "wasm": library["device"]["wasm"]}
+
+
+def test_the_page_reads_the_rules_python_reads(site_url, page):
+    _open(page, site_url, "")  # no ?model=: the page opens the default name (deployed by chapter 07 or not)
+    assert page.evaluate("courseApp.rules") == json.loads((deploy.SITE_DIR / "page.json").read_text()) == export.PAGE_RULES
+    assert page.text_content("#model-name").startswith(f"{deploy.DEFAULT_NAME} (")
+    # every dtype the table knows is requested under the name Python gives it (none but fp32/q8/fp16 exist for GPT-2)
+    for dtype in sorted(set(export.DTYPE_SUFFIX) - {"fp32", "q8", "fp16"}):
+        assert not _open(page, site_url, f"model=test-tiny-gpt2&dtype={dtype}")["ready"]
+        assert f"{export.ONNX_SUBFOLDER}/{export.onnx_filename(dtype)}" in page.text_content("#error"), dtype
+    assert not _open(page, site_url, "model=test-tiny-gpt2&dtype=int3")["ready"]
+    assert f"one of {', '.join(export.DTYPE_SUFFIX)}" in page.text_content("#error")

@@ -1,6 +1,7 @@
 """Chapter 08's diagnoses: each fires on its failure, reproduced small, and stays quiet on the healthy case."""
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
@@ -164,8 +165,9 @@ def test_backend_choice_mirrors_the_worker():
     assert ts.backend_choice("webgpu", webgpu_load_fails=True)[0] == "wasm"
     assert ts.backend_choice("auto", navigator_gpu=True, adapter=True, dtype="q8")[0] == "wasm"
     assert ts.backend_choice("auto", navigator_gpu=True, adapter=True, dtype="q4")[0] == "webgpu"
-    source = (REPO_ROOT / "site" / "worker.js").read_text()
-    assert all(f'"{dtype}"' in source.split("WRONG_ON_WEBGPU = new Set(")[1].split(")")[0] for dtype in ts.WRONG_ON_WEBGPU)
+    # One owner: site/page.json lists the dtypes kept off WebGPU; the worker reads that list, Python too.
+    assert ts.WRONG_ON_WEBGPU == set(json.loads((REPO_ROOT / "site" / "page.json").read_text())["wasm_only_dtypes"])
+    assert "rules.wasm_only_dtypes.includes(dtype)" in (REPO_ROOT / "site" / "worker.js").read_text()
     worker = (REPO_ROOT / "site" / "worker.js").read_text()
     assert ts.diagnose_webgpu(worker, navigator_gpu=False).fired
     assert not ts.diagnose_webgpu(worker, navigator_gpu=True).fired
