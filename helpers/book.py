@@ -30,6 +30,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -190,44 +191,128 @@ def _whole_python_object(source: str, text: str) -> str | None:
     return f"starts at line {first}, where no function or class starts"
 
 
-def literalinclude_problems(page: Path) -> list[str]:
-    """What would make a ``literalinclude`` in ``page`` show the wrong code, or none.
+def selection_problems(path: Path, options: dict[str, str], where: str) -> list[str]:
+    """What would make the part of ``path`` that ``options`` select show the wrong code, or none.
 
-    The book shows helper and page source with ``literalinclude``; it must keep showing what the
-    prose explains when that source changes. mystmd selects by text markers (``:start-at:`` or
-    ``:start-after:``, ``:end-before:`` or ``:end-at:``); each must occur exactly once in the file.
-    A selection that starts with a ``def`` or ``class`` must be exactly that function or class (what
-    Sphinx's ``:pyobject:`` gives, which mystmd lacks). ``:lines:`` and ``:start-line:`` are refused:
-    line numbers drift silently when the file above them changes.
+    The book shows helper and page source by text markers (``start-at`` or ``start-after``,
+    ``end-before`` or ``end-at``, as mystmd's ``literalinclude`` and :func:`show_source` take them);
+    it must keep showing what the prose explains when that source changes, so each marker must occur
+    exactly once in the file. A selection that starts with a ``def`` or ``class`` must be exactly
+    that function or class (what Sphinx's ``:pyobject:`` gives, which mystmd lacks). ``lines`` and
+    ``start-line`` are refused: line numbers drift silently when the file above them changes.
     """
+    if not path.is_file():
+        return [f"{where}: no such file"]
+    source = path.read_text(encoding="utf-8")
+    drifting = sorted(set(options) & {"lines", "start-line", "end-line", "pyobject"})
+    if drifting:
+        return [f"{where}: uses :{drifting[0]}:, which mystmd lacks or which drifts when the file "
+                "changes; use :start-at: and :end-before: text markers"]
+    markers = [options[o] for o in ("start-at", "start-after", "end-before", "end-at") if o in options]
+    counts = {marker: source.count(marker) for marker in markers}
+    wrong = [f"{where}: marker {marker!r} occurs {count} times, not once" for marker, count in counts.items() if count != 1]
+    if wrong:
+        return wrong
+    text = included_text(source, options)
+    if not text or not text.strip():
+        return [f"{where}: the markers select nothing (is the end marker before the start?)"]
+    if path.suffix == ".py":
+        mismatch = _whole_python_object(source, text)
+        if mismatch:
+            return [f"{where}: {mismatch}"]
+    return []
+
+
+SHOW_SOURCE_OPTIONS = ("start_at", "start_after", "end_before", "end_at")
+
+
+def show_source_calls(page: Path) -> list[tuple[str, dict[str, str]]]:
+    """``(path, options)`` of every ``show_source("path", start_at=...)`` call in ``page``'s code cells.
+
+    Calls given a Python object (``show_source(wikitext.clean_inline)``) are left out: ``inspect``
+    finds an object's source, which cannot drift. ``path`` is relative to the repository root.
+    """
+    import ast
+
+    calls = []
+    for cell in re.findall(r"^```\{code-cell\}[^\n]*\n(.*?)^```", page.read_text(encoding="utf-8"), re.S | re.M):
+        # IPython's `!`/`%` lines and cell options are not Python: each becomes `pass`, keeping its indentation
+        code = "\n".join(re.sub(r"^(\s*)[%!:].*", r"\1pass", line) for line in cell.splitlines())
+        for node in ast.walk(ast.parse(code)):
+            if (isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", None)) == "show_source"
+                    and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
+                options = {keyword.arg.replace("_", "-"): ast.literal_eval(keyword.value)
+                           for keyword in node.keywords if keyword.arg}
+                calls.append((node.args[0].value, options))
+    return calls
+
+
+def literalinclude_problems(page: Path) -> list[str]:
+    """What would make a ``literalinclude`` or a ``show_source`` call in ``page`` show the wrong code, or none."""
     problems = []
     for target, options in literalincludes(page):
-        where = f"{page.name}: literalinclude {target}"
-        path = page.parent / target
-        if not path.is_file():
-            problems.append(f"{where}: no such file")
-            continue
-        source = path.read_text(encoding="utf-8")
-        drifting = sorted(set(options) & {"lines", "start-line", "end-line", "pyobject"})
-        if drifting:
-            problems.append(f"{where}: uses :{drifting[0]}:, which mystmd lacks or which drifts when the file "
-                            "changes; use :start-at: and :end-before: text markers")
-            continue
-        markers = [options[o] for o in ("start-at", "start-after", "end-before", "end-at") if o in options]
-        counts = {marker: source.count(marker) for marker in markers}
-        wrong = [f"marker {marker!r} occurs {count} times, not once" for marker, count in counts.items() if count != 1]
-        if wrong:
-            problems.extend(f"{where}: {message}" for message in wrong)
-            continue
-        text = included_text(source, options)
-        if not text or not text.strip():
-            problems.append(f"{where}: the markers select nothing (is the end marker before the start?)")
-            continue
-        if path.suffix == ".py":
-            mismatch = _whole_python_object(source, text)
-            if mismatch:
-                problems.append(f"{where}: {mismatch}")
+        problems += selection_problems(page.parent / target, options, f"{page.name}: literalinclude {target}")
+    for target, options in show_source_calls(page):
+        problems += selection_problems(REPO_ROOT / target, options, f"{page.name}: show_source({target!r})")
     return problems
+
+
+@dataclass
+class Source:
+    """A piece of the course's own source, shown in a chapter: highlighted in Jupyter, Colab and the
+    book (HTML with inline styles), plain text anywhere else."""
+
+    path: str
+    text: str
+
+    @property
+    def language(self) -> str:
+        return {".py": "python", ".js": "javascript", ".json": "json", ".html": "html"}.get(Path(self.path).suffix, "text")
+
+    def __repr__(self) -> str:
+        return f"# {self.path}\n{self.text}"
+
+    def _repr_pretty_(self, printer, cycle) -> None:
+        printer.text(repr(self))
+
+    def _repr_html_(self) -> str:
+        from pygments import highlight
+        from pygments.formatters import HtmlFormatter
+        from pygments.lexers import get_lexer_by_name
+
+        code = highlight(self.text, get_lexer_by_name(self.language), HtmlFormatter(noclasses=True, nowrap=False))
+        return f'<div><div style="font-family:monospace;font-size:85%;opacity:.75">{self.path}</div>{code}</div>'
+
+
+def show_source(target, **markers: str) -> Source:
+    """The source of a function or class, or of the part of a repository file between text markers.
+
+    ``show_source(wikitext.strip_links)`` shows one function (its source found by ``inspect``);
+    ``show_source("site/worker.js", start_after="// [pipeline]", end_before="// [/pipeline]")``
+    shows part of a file, the path relative to the repository root, selected as mystmd's
+    ``literalinclude`` would. A chapter cell ending with this call displays the code in Jupyter and
+    on Colab, where a ``literalinclude`` directive would show as raw text, and in the book. A marker
+    that no longer occurs exactly once, or a selection that cuts a function, raises ``ValueError``
+    (and ``tests/test_book.py`` checks every chapter's calls without running them).
+    """
+    import inspect
+
+    unknown = sorted(set(markers) - set(SHOW_SOURCE_OPTIONS))
+    if unknown:
+        raise TypeError(f"show_source: unknown option(s) {unknown}; use {', '.join(SHOW_SOURCE_OPTIONS)}")
+    if not isinstance(target, (str, Path)):
+        if markers:
+            raise TypeError("show_source: markers select part of a file; give the file's path, not an object")
+        file = Path(inspect.getsourcefile(target)).resolve()
+        shown = file.relative_to(REPO_ROOT).as_posix() if file.is_relative_to(REPO_ROOT) else file.name
+        return Source(shown, textwrap.dedent(inspect.getsource(target)).rstrip() + "\n")
+    options = {name.replace("_", "-"): value for name, value in markers.items()}
+    path = REPO_ROOT / target
+    problems = selection_problems(path, options, f"show_source({str(target)!r})")
+    if problems:
+        raise ValueError("; ".join(problems) + ": update the chapter's markers to frame the code its prose explains")
+    text = included_text(path.read_text(encoding="utf-8"), options)
+    return Source(Path(target).as_posix(), textwrap.dedent(text.strip("\n")) + "\n")
 
 
 def check_book(root: Path | str = REPO_ROOT, timeout: float = 600) -> BookReport:

@@ -39,6 +39,24 @@ CHAPTERS: dict[str, str] = {
 }
 
 
+# What a chapter hands to later ones: name -> (chapter, path inside the chapter's folder). The one
+# place these paths are written: the chapter that makes an output and the chapters that read it both
+# ask `output_path` / `chapter_input`, so a folder renamed here moves for all of them.
+OUTPUTS: dict[str, tuple[str, str]] = {
+    "primer_model": ("00_primer", "model"),
+    "articles": ("01_dump", "articles.jsonl"),
+    "clean_articles": ("02_cleaning", "articles.jsonl"),
+    "pairs": ("03_pairs", "."),  # train.jsonl, validation.jsonl and test.jsonl
+    "train_pairs": ("03_pairs", "train.jsonl"),
+    "validation_pairs": ("03_pairs", "validation.jsonl"),
+    "pairs_dataset": ("03_pairs", "dataset"),
+    "tokenizer": ("03_pairs", "tokenizer"),
+    "base_model": ("04_model", "base"),
+    "finetuned_model": ("05_finetune", "model"),
+    "finetune_metrics": ("05_finetune", "model/finetune_metrics.json"),
+    "onnx_model": ("06_export", "model"),
+}
+
 def run_dir_for(profile: str, runs_root: Path | None = None) -> Path:
     """The run folder of ``profile`` (``runs/<profile>`` under the repository by default)."""
     get_profile(profile)  # fail at once on an unknown profile, listing the valid ones
@@ -75,6 +93,18 @@ def require_input(path: Path | str, produced_by: str) -> Path:
         )
     return path
 
+
+def output_path(run_dir: Path | str, name: str) -> Path:
+    """Where output ``name`` (a key of ``OUTPUTS``) lives in ``run_dir`` (nothing is created)."""
+    if name not in OUTPUTS:
+        raise ValueError(f"unknown chapter output {name!r}; outputs are {', '.join(OUTPUTS)}")
+    chapter, relative = OUTPUTS[name]
+    return Path(run_dir) / chapter / relative
+
+
+def chapter_input(run_dir: Path | str, name: str) -> Path:
+    """Output ``name`` of an earlier chapter, or ``MissingInputError`` naming the chapter that makes it."""
+    return require_input(output_path(run_dir, name), produced_by=OUTPUTS[name][0])
 
 @contextlib.contextmanager
 def atomic_output(path: Path | str, mode: str = "w", **open_kwargs: Any) -> Iterator[Any]:

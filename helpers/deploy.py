@@ -29,15 +29,15 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from helpers.export import PAGE_RULES, require_good_folder
-from helpers.profiles import REPO_ROOT
+from helpers.export import require_good_folder
+from helpers.profiles import DEFAULT_DEPLOY_NAME, REPO_ROOT
 
 SITE_DIR = REPO_ROOT / "site"
 # ONNX Runtime Web's JSEP build (WebGPU and CPU) and its plain CPU build, faster on WASM (site/worker.js).
 VENDOR_FILES = ("transformers.min.js", "ort-wasm-simd-threaded.jsep.mjs", "ort-wasm-simd-threaded.jsep.wasm",
                 "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm")
 # The folder under site/models/ the page opens without ?model= (site/page.json, which the page reads too).
-DEFAULT_NAME: str = PAGE_RULES["default_model"]
+DEFAULT_NAME: str = DEFAULT_DEPLOY_NAME
 
 def presets() -> dict[str, dict[str, Any]]:
     """The generation presets the page offers: chapter 05's ``helpers.finetune.PRESETS``, each with a label."""

@@ -61,6 +61,7 @@ from helpers.pages import (
     page_to_article,
     page_url,
     read_siteinfo,
+    text_licence,
 )
 from helpers.wikitext import (
     ANY_TAG_RE,

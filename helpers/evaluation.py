@@ -114,6 +114,8 @@ def test_split_evaluation(
             "response loss": loss["loss"],
             "response perplexity": loss["perplexity"],
             "answers generated": len(generated),
+            # an answer of blank lines or only the end token is stripped to "": no words to score
+            "empty answers": sum(not text.strip() for text in generated),
             "ROUGE-L": sum(scores) / len(scores) if scores else float("nan"),
             "distinct-2": distinct_n(generated, 2),
             "repetition (rep-4)": pd.Series([repetition_rate(text) for text in generated]).mean(),

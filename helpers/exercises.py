@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import parse_qs, urlparse
 
+from helpers import course
+
 TODO = "not answered yet: "
 
 
@@ -142,8 +144,8 @@ def check_02_dropped_sections(run_dir: Path | str, answer: int | None) -> str:
     if answer is None:
         return TODO + "set the answer to the number of non-empty sections in 01_dump minus those in 02_cleaning (an int)"
     run = Path(run_dir)
-    before = count_sections(run / "01_dump" / "articles.jsonl")
-    after = count_sections(run / "02_cleaning" / "articles.jsonl")
+    before = count_sections(course.chapter_input(run, "articles"))
+    after = count_sections(course.chapter_input(run, "clean_articles"))
     expected = before - after
     return _verdict(int(answer) == expected, f"{answer} given; {before} sections with text went in, {after} came out",
                     f"correct: {expected} of {before} sections dropped")
@@ -196,7 +198,7 @@ def check_02_editorial_note(run_dir: Path | str, check: Callable[[str], str | No
 
     if check is None:
         return TODO + "write `editorial_note(text) -> str | None` and set the answer to it"
-    path = Path(run_dir) / "02_cleaning" / "articles.jsonl"
+    path = course.chapter_input(run_dir, "clean_articles")
     paragraphs = list(clean.iter_paragraphs(dump.read_jsonl(path)))
     cases = [(text, is_editorial_note(text)) for text in paragraphs] + list(EDITORIAL_NOTE_CASES)
     for text, expected in cases:
@@ -221,7 +223,7 @@ def split_of(run_dir: Path | str, title: str) -> str | None:
     """The split (train, validation, test) whose pairs come from the article ``title``, from 03_pairs/."""
     from helpers import pairs
 
-    for name, rows in pairs.load_pairs(Path(run_dir) / "03_pairs").items():
+    for name, rows in pairs.load_pairs(course.chapter_input(run_dir, "pairs")).items():
         if any(row["title"] == title for row in rows):
             return name
     return None
@@ -245,7 +247,7 @@ def check_03_long_pairs(run_dir: Path | str, tokenizer: Any, max_length: int, an
 
     if answer is None:
         return TODO + f"set the answer to the number of training pairs over {max_length} tokens (tip: pairs.token_lengths)"
-    splits = pairs.load_pairs(Path(run_dir) / "03_pairs")
+    splits = pairs.load_pairs(course.chapter_input(run_dir, "pairs"))
     lengths = pairs.token_lengths({"train": splits["train"]}, tokenizer)
     expected = int((lengths.loc[lengths["split"] == "train", "full"] > max_length).sum())
     return _verdict(int(answer) == expected, f"{answer} given, {expected} of {len(splits['train'])} are longer",
@@ -279,7 +281,7 @@ def check_03_stable_split(run_dir: Path | str, fractions: dict[str, float], stab
 
     if stable_split is None:
         return TODO + "write `stable_split(rows, fractions) -> {split: [pairs]}` and set the answer to it"
-    rows = [row for split in pairs.load_pairs(Path(run_dir) / "03_pairs").values() for row in split]
+    rows = [row for split in pairs.load_pairs(course.chapter_input(run_dir, "pairs")).values() for row in split]
     rows.sort(key=lambda row: row["article_id"])  # not the order chapter 03 made: the rule must not care
     expected = {name: [row for row in rows if hashed_split_of(row["article_id"], fractions) == name] for name in fractions}
     try:
@@ -346,6 +348,35 @@ def check_04_kv_cache(name: str, answer: int | None, bytes_per_value: int = 2) -
     hint = f" (it has {kv} key/value heads for {heads} query heads)" if kv and heads and kv != heads else ""
     return f"not quite: {answer:,} given, {expected:,} bytes{hint}"
 
+
+
+def check_04_kv_cache_function(kv_cache_bytes: Callable[[Any], int] | None) -> str:
+    """Exercise: ``kv_cache_bytes(config)``, the fp16 KV-cache bytes one token adds, for every decoder-only candidate.
+
+    Run on each candidate's real config (``models.load_candidate_config``, offline copies), GPT-2's
+    and Llama's field names both; the first wrong model is named, with its heads.
+    """
+    from helpers import models
+
+    if kv_cache_bytes is None:
+        return TODO + "define kv_cache_bytes(config) and pass it to the check"
+    for name in models.CANDIDATES:
+        config, _ = models.load_candidate_config(name, offline=True)
+        if models.is_encoder_decoder(config):
+            continue  # T5's cache has two parts (self- and cross-attention): left out of the exercise
+        expected = models.kv_cache_bytes_per_token(config, 2)
+        try:
+            got = kv_cache_bytes(config)
+        except NotImplementedError:
+            return TODO + "write the body of kv_cache_bytes(config), then run this cell again"
+        except Exception as error:  # the learner's code: say where it broke
+            return f"not quite: kv_cache_bytes raised {type(error).__name__}: {error} on {name} ({config.model_type})"
+        if got != expected:
+            heads, kv = config.num_attention_heads, getattr(config, "num_key_value_heads", None) or config.num_attention_heads
+            hint = (f"; it has {kv} key/value heads for {heads} query heads (grouped-query attention)" if kv != heads
+                    else f"; {config.num_hidden_layers} layers, {heads} heads of {config.hidden_size // heads} dims")
+            return f"not quite: {name} gives {got!r}, expected {expected:,} bytes{hint}"
+    return "correct: right for distilgpt2 and the five SmolLM2 models"
 
 # --- 05 Fine-tuning ------------------------------------------------------------------------------
 
@@ -495,9 +526,9 @@ def check_06_greedy_without_cache(run_dir: Path | str, greedy_without_cache: Cal
     from helpers.pairs import read_pairs_jsonl
 
     run_dir = Path(run_dir)
-    model_dir = run_dir / "06_export" / "model"
+    model_dir = course.chapter_input(run_dir, "onnx_model")
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    instruction = read_pairs_jsonl(run_dir / "03_pairs" / "validation.jsonl")[0]["instruction"]
+    instruction = read_pairs_jsonl(course.chapter_input(run_dir, "validation_pairs"))[0]["instruction"]
     prompt_ids = finetune.encode_prompt(tokenizer, instruction)
     stop_ids = export.eos_ids(model_dir)
     session = _RecordingSession(onnxruntime.InferenceSession(str(model_dir / "onnx" / "model.onnx"),
@@ -505,7 +536,7 @@ def check_06_greedy_without_cache(run_dir: Path | str, greedy_without_cache: Cal
     got = greedy_without_cache(session, list(prompt_ids), max_new_tokens, stop_ids)
     if got is None:
         return TODO + "greedy_without_cache returned None: return the list of new token ids"
-    model = AutoModelForCausalLM.from_pretrained(run_dir / "05_finetune" / "model", dtype=torch.float32).eval()
+    model = AutoModelForCausalLM.from_pretrained(course.chapter_input(run_dir, "finetuned_model"), dtype=torch.float32).eval()
     with torch.no_grad():
         expected = model.generate(torch.tensor([prompt_ids]), attention_mask=torch.ones(1, len(prompt_ids), dtype=torch.long),
                                   do_sample=False, num_beams=1, max_new_tokens=max_new_tokens, min_new_tokens=0,

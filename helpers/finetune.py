@@ -55,7 +55,7 @@ from transformers import (
 
 from helpers import prompt as course_prompt
 from helpers.colab import choose_precision  # its owner; chapter 05 calls it as ft.choose_precision
-from helpers.course import chapter_dir
+from helpers.course import chapter_dir, output_path
 from helpers.models import LORA_TARGETS, load_base_model, save_pretrained_atomically
 from helpers.pairs import load_pairs
 from helpers.prompt import STOP_STRINGS, write_template
@@ -621,7 +621,8 @@ def save_outputs(
     Trainer's ``log_history`` goes to ``run/05_finetune/log_history.json``.
     """
     out = chapter_dir(run_dir, CHAPTER)
-    model_dir = save_finetuned(model, tokenizer, out / "model", extra_json={"finetune_metrics.json": metrics})
+    model_dir = output_path(run_dir, "finetuned_model")
+    save_finetuned(model, tokenizer, model_dir, extra_json={output_path(run_dir, "finetune_metrics").name: metrics})
     write_template(model_dir / "prompt_template.json", tokenizer)
     (out / "log_history.json").write_text(json.dumps(list(log_history), indent=1) + "\n", encoding="utf-8")
     return model_dir
@@ -643,7 +644,7 @@ def load_course_tokenizer(params: dict[str, Any], run_dir: Path | str) -> PreTra
     """Chapter 03's tokenizer: its folder ``run/03_pairs/tokenizer`` when there is one, else the Hub name."""
     from helpers.tokenizer import load_tokenizer
 
-    folder = Path(run_dir) / "03_pairs" / "tokenizer"
+    folder = output_path(run_dir, "tokenizer")
     return load_tokenizer(folder if folder.exists() else params["tokenizer_name"])
 
 
@@ -674,7 +675,7 @@ def finetune(
     run_dir = Path(run_dir)
     set_seed(params["finetune_seed"])
     try:
-        splits = load_pairs(run_dir / "03_pairs")
+        splits = load_pairs(output_path(run_dir, "pairs"))
     except (ValueError, IndexError) as error:  # datasets cannot read back a split saved with no rows
         raise FinetuneError(
             f"could not read chapter 03's dataset in {run_dir / '03_pairs' / 'dataset'} ({error}). "

@@ -42,6 +42,7 @@ from transformers import (
 )
 
 from helpers import hub
+from helpers.course import chapter_input, output_path, require_input
 from helpers.hub import ModelUnavailableError  # noqa: F401 (what load_base_model raises, named here too)
 from helpers.profiles import REPO_ROOT
 
@@ -701,7 +702,7 @@ class BaseModelReport:
 def base_model_path_or_name(params: dict[str, Any], run_dir: Path | str) -> str:
     """What the profile's base model is loaded from: ``run/04_model/base`` or a Hub name (``helpers.hub`` resolves it)."""
     if params["model_name"] == COURSE_TINY_GPT2:
-        return str(Path(run_dir) / "04_model" / BASE_DIR_NAME)
+        return str(output_path(run_dir, "base_model"))
     return params["model_name"]
 
 
@@ -714,7 +715,6 @@ def prepare_base_model(params: dict[str, Any], run_dir: Path | str) -> BaseModel
     ``run/04_model/base/``. For a Hub model: download it at its pinned revision, or build its offline
     stand-in (``helpers.hub.pretrained_source``); the report says which, with the parameter count.
     """
-    from helpers.course import chapter_dir, require_input
     from helpers.dump import read_jsonl
     from helpers.tokenizer import load_tokenizer
 
@@ -726,9 +726,9 @@ def prepare_base_model(params: dict[str, Any], run_dir: Path | str) -> BaseModel
         return BaseModelReport(name, count_parameters(meta_model(config)), seconds=time.perf_counter() - started,
                                source=source, source_note=hub.describe_source(name, source))
     run_dir = Path(run_dir)
-    articles = read_jsonl(require_input(run_dir / "02_cleaning" / "articles.jsonl", produced_by="02_cleaning"))
-    train_pairs = read_jsonl(require_input(run_dir / "03_pairs" / "train.jsonl", produced_by="03_pairs"))
-    tokenizer = load_tokenizer(require_input(run_dir / "03_pairs" / "tokenizer", produced_by="03_pairs"))
+    articles = read_jsonl(chapter_input(run_dir, "clean_articles"))
+    train_pairs = read_jsonl(chapter_input(run_dir, "train_pairs"))
+    tokenizer = load_tokenizer(chapter_input(run_dir, "tokenizer"))
     texts = pretraining_texts(articles, train_pairs)
     started = time.perf_counter()
     model = build_tiny_gpt2(tokenizer, params["tiny_model_config"], seed=params["pretrain_seed"])
@@ -748,7 +748,7 @@ def prepare_base_model(params: dict[str, Any], run_dir: Path | str) -> BaseModel
     )
     record = {"stand_in": True, **settings, "seed": params["pretrain_seed"], "articles": len(texts),
               "tokens": tokens, "seconds": round(seconds, 2), "losses": losses}
-    out = chapter_dir(run_dir, "04_model") / BASE_DIR_NAME
+    out = output_path(run_dir, "base_model")
     save_pretrained_atomically(model, tokenizer, out, readme=readme, extra_json={"pretraining.json": record})
     note = f"{COURSE_TINY_GPT2}: built and pretrained by this chapter"
     return BaseModelReport(str(out), parameters, losses, seconds, len(texts), tokens, source_note=note)
@@ -761,7 +761,6 @@ def load_base_model(params: dict[str, Any], run_dir: Path | str) -> PreTrainedMo
     been built); any other name from the folder ``helpers.hub.pretrained_source`` gives (the Hub at the
     pinned revision, or the offline stand-in), raising ``ModelUnavailableError`` when there is neither.
     """
-    from helpers.course import require_input
 
     where = base_model_path_or_name(params, run_dir)
     if params["model_name"] == COURSE_TINY_GPT2:

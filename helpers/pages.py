@@ -79,6 +79,7 @@ class DumpStats:
     sections_kept: int = 0
     characters_kept: int = 0
     seconds: float = 0.0
+    latest_edit: str = ""  # the newest revision timestamp of a kept article (ISO 8601): it dates the text's licence
 
     def skip(self, reason: str) -> None:
         self.skipped[reason] = self.skipped.get(reason, 0) + 1
@@ -91,6 +92,7 @@ class DumpStats:
             "sections_kept": self.sections_kept,
             "characters_kept": self.characters_kept,
             "seconds": round(self.seconds, 3),
+            "latest_edit": self.latest_edit,
         }
         return flat
 
@@ -110,7 +112,32 @@ class Page:
     redirect: str | None  # the target title when the page is a redirect
     text: str
     url: str
+    timestamp: str = ""  # of the revision read (ISO 8601, as the dump spells it)
 
+
+# Wikimedia's Terms of Use revision of June 2023: edits from 2023-06-29 on are under CC BY-SA 4.0;
+# older revisions stay under CC BY-SA 3.0 (and the GFDL), whose share-alike clause lets adaptations
+# of them be shared under 4.0. So the newest edit in a dump says which licence its text comes under.
+CC_BY_SA_4_FROM = "2023-06-29"
+LICENCES = {
+    "cc-by-sa-3.0": ("CC BY-SA 3.0", "Creative Commons Attribution-ShareAlike 3.0 Unported",
+                     "https://creativecommons.org/licenses/by-sa/3.0/"),
+    "cc-by-sa-4.0": ("CC BY-SA 4.0", "Creative Commons Attribution-ShareAlike 4.0 International",
+                     "https://creativecommons.org/licenses/by-sa/4.0/"),
+}
+
+
+def text_licence(latest_edit: str | None) -> dict[str, str]:
+    """The licence of a dump's text from its newest edit (ISO 8601): CC BY-SA 4.0 from 2023-06-29, else 3.0.
+
+    An unknown date (``None`` or ``""``) is taken as a current dump: 4.0.
+    """
+    licence_id = "cc-by-sa-3.0" if latest_edit and latest_edit[:10] < CC_BY_SA_4_FROM else "cc-by-sa-4.0"
+    short, name, url = LICENCES[licence_id]
+    why = (f"its newest edit is from {latest_edit[:10]}" if latest_edit else "the dump's date was not recorded") + (
+        f", before Wikimedia's move to CC BY-SA 4.0 on {CC_BY_SA_4_FROM}" if licence_id == "cc-by-sa-3.0"
+        else f"; text edited from {CC_BY_SA_4_FROM} on is under CC BY-SA 4.0, and older text under 3.0 may be adapted under 4.0")
+    return {"id": licence_id, "short": short, "name": name, "url": url, "why": why}
 
 def page_url(base_url: str, title: str) -> str:
     """The article URL of ``title`` under a wiki's ``/wiki/`` base, the way MediaWiki spells it."""
@@ -212,7 +239,7 @@ def _local_name(tag: str) -> str:
 
 
 def page_from_element(element: ET.Element, base_url: str) -> Page:
-    fields: dict[str, Any] = {"id": None, "title": "", "ns": 0, "redirect": None, "text": ""}
+    fields: dict[str, Any] = {"id": None, "title": "", "ns": 0, "redirect": None, "text": "", "timestamp": ""}
     for child in element:
         name = _local_name(child.tag)
         if name == "title":
@@ -226,10 +253,11 @@ def page_from_element(element: ET.Element, base_url: str) -> Page:
         elif name == "revision":
             # the newest revision wins when a dump carries several (pages-meta-history)
             for part in child:
-                if _local_name(part.tag) == "text":
-                    fields["text"] = part.text or ""
+                if _local_name(part.tag) in ("text", "timestamp"):
+                    fields[_local_name(part.tag)] = part.text or ""
     title = fields["title"]
-    return Page(fields["id"], title, fields["ns"], fields["redirect"], fields["text"], page_url(base_url, title))
+    return Page(fields["id"], title, fields["ns"], fields["redirect"], fields["text"], page_url(base_url, title),
+                fields["timestamp"])
 
 
 def iter_pages(
@@ -423,6 +451,7 @@ def iter_articles(
                 stats.articles_kept += 1
                 stats.sections_kept += len(article["sections"])
                 stats.characters_kept += sum(len(section["text"]) for section in article["sections"])
+                stats.latest_edit = max(stats.latest_edit, page.timestamp)
                 yield article
                 if max_articles is not None and stats.articles_kept >= max_articles:
                     return

@@ -107,11 +107,11 @@ def primer_model(params: dict[str, Any], run_dir: Path | str) -> PrimerModel:
     to ``00_primer/model`` and labelled as untrained.
     """
     from helpers import hub, models
-    from helpers.course import chapter_dir
+    from helpers.course import output_path
     from helpers.tokenizer import COURSE_TOKENIZER, load_tokenizer, train_course_tokenizer
 
     run = Path(run_dir)
-    finetuned, base, tok_dir = run / "05_finetune" / "model", run / "04_model" / "base", run / "03_pairs" / "tokenizer"
+    finetuned, base, tok_dir = (output_path(run, name) for name in ("finetuned_model", "base_model", "tokenizer"))
     if (finetuned / "config.json").exists():
         return PrimerModel(AutoModelForCausalLM.from_pretrained(finetuned).eval(), load_tokenizer(finetuned),
                            str(finetuned), str(finetuned), trained=True,
@@ -137,7 +137,8 @@ def primer_model(params: dict[str, Any], run_dir: Path | str) -> PrimerModel:
             return PrimerModel(model.eval(), tokenizer, described, "the model's own, from the same folder", trained=True,
                                label=f"{name} (pretrained, {how})", model_folder=Path(folder),
                                tokenizer_folder=Path(folder))
-    out_dir = chapter_dir(run, CHAPTER) / "model"
+    out_dir = output_path(run, "primer_model")
+    out_dir.mkdir(parents=True, exist_ok=True)
     if params["tokenizer_name"] != COURSE_TOKENIZER and not offline:
         tokenizer, tokenizer_source = load_tokenizer(params["tokenizer_name"]), params["tokenizer_name"]
     else:

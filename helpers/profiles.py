@@ -16,8 +16,12 @@ from pathlib import Path
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-# The page and Python share site/page.json; the model the page loads by default is named there once.
-DEFAULT_DEPLOY_NAME: str = json.loads((REPO_ROOT / "site" / "page.json").read_text(encoding="utf-8"))["default_model"]
+# The rules the page shares with Python, in one file both read: site/page.json (the dtype -> file
+# table, the backends' default dtypes, the model the page loads by default). Read here, once;
+# helpers.export and helpers.deploy use them, site/app.js and site/worker.js fetch the same file.
+PAGE_RULES_PATH = REPO_ROOT / "site" / "page.json"
+PAGE_RULES: dict[str, Any] = json.loads(PAGE_RULES_PATH.read_text(encoding="utf-8"))
+DEFAULT_DEPLOY_NAME: str = PAGE_RULES["default_model"]
 
 SIMPLEWIKI = "https://dumps.wikimedia.org/simplewiki/latest/"
 SIMPLEWIKI_DUMP = SIMPLEWIKI + "simplewiki-latest-pages-articles-multistream.xml.bz2"

@@ -33,7 +33,7 @@ PROMPT_TEMPLATE = f"{INSTRUCTION_HEADER}{PLACEHOLDER}\n\n{RESPONSE_SEPARATOR}"
 STOP_STRINGS = ("### Instruction:", "### Response:")
 
 TEMPLATE_FORMAT = "corpus-to-client/prompt-template"
-TEMPLATE_VERSION = 2  # 2: "kind" (course or chat)
+TEMPLATE_VERSION = 3  # 2: "kind" (course or chat); 3: "add_special_tokens"
 KIND_COURSE = "course"
 KIND_CHAT = "chat"
 
@@ -151,6 +151,9 @@ def template_json(tokenizer: Any = None) -> dict[str, Any]:
     and friends in what the user typed). kind "chat": a client passes ``[{"role": "user", "content":
     instruction.trim()}]`` to its chat-template implementation (Transformers.js's text-generation
     pipeline does so for a list of messages), with the template of ``tokenizer_config.json``.
+    ``add_special_tokens`` says whether the prompt's token ids get the tokenizer's special tokens
+    (``prompt_adds_special_tokens``: training did so exactly when it is true); the page passes it to
+    the pipeline, and ``prompt_ids_from_template_json`` is the Python reference.
     """
     example = "Explain Anarchism."
     if tokenizer is not None and uses_chat_template(tokenizer):
@@ -158,6 +161,7 @@ def template_json(tokenizer: Any = None) -> dict[str, Any]:
             "format": TEMPLATE_FORMAT,
             "version": TEMPLATE_VERSION,
             "kind": KIND_CHAT,
+            "add_special_tokens": prompt_adds_special_tokens(tokenizer),
             "strip_instruction": True,
             "stop_strings": [],
             "example": {"instruction": example, "prompt": prompt_text(tokenizer, example)},
@@ -166,6 +170,7 @@ def template_json(tokenizer: Any = None) -> dict[str, Any]:
         "format": TEMPLATE_FORMAT,
         "version": TEMPLATE_VERSION,
         "kind": KIND_COURSE,
+        "add_special_tokens": tokenizer is None or prompt_adds_special_tokens(tokenizer),
         "template": PROMPT_TEMPLATE,
         "placeholder": PLACEHOLDER,
         "instruction_header": INSTRUCTION_HEADER,
@@ -201,3 +206,12 @@ def prompt_from_template_json(data: dict[str, Any], instruction: str, tokenizer:
     if data.get("strip_instruction", False):
         instruction = instruction.strip()
     return data["template"].replace(data["placeholder"], instruction)
+
+
+def prompt_ids_from_template_json(data: dict[str, Any], instruction: str, tokenizer: Any) -> list[int]:
+    """The prompt's token ids as the browser page gets them: its text, tokenized as ``add_special_tokens`` says."""
+    if not isinstance(data.get("add_special_tokens"), bool):
+        raise ValueError("prompt_template.json has no add_special_tokens (an export older than template version 3): "
+                         "export the model again (chapter 06)")
+    text = prompt_from_template_json(data, instruction, tokenizer)
+    return tokenizer(text, add_special_tokens=data["add_special_tokens"])["input_ids"]

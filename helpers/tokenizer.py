@@ -141,9 +141,10 @@ def course_tokenizer_for(
         return load_tokenizer(name)
     if texts is None:
         raise ValueError(f"tokenizer_name {COURSE_TOKENIZER!r} trains on the corpus: pass the training texts")
-    from helpers.course import chapter_dir, write_json
+    from helpers.course import output_path, write_json
 
-    out_dir = chapter_dir(run_dir, "03_pairs") / "tokenizer"
+    out_dir = output_path(run_dir, "tokenizer")
+    out_dir.mkdir(parents=True, exist_ok=True)
     texts = list(texts)
     vocab_size = int(params["tokenizer_vocab_size"])
     fingerprint = _fingerprint(texts, vocab_size)

@@ -23,7 +23,7 @@ import shutil
 import threading
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -105,12 +105,12 @@ def load_inputs(params: dict[str, Any], run_dir: Path | str) -> Inputs:
     would take minutes, and a model cut down to a few layers is no longer a language model at all.
     """
     from helpers import models, pairs
-    from helpers.course import require_input
+    from helpers.course import chapter_input
     from helpers.dump import read_jsonl
 
     run = Path(run_dir)
-    articles = list(read_jsonl(require_input(run / "02_cleaning" / "articles.jsonl", produced_by="02_cleaning")))
-    splits = pairs.load_pairs(require_input(run / "03_pairs", produced_by="03_pairs"))
+    articles = list(read_jsonl(chapter_input(run, "clean_articles")))
+    splits = pairs.load_pairs(chapter_input(run, "pairs"))
     if params["troubleshoot_model"] == models.COURSE_TINY_GPT2 != params["model_name"]:
         tokenizer, base = _tiny_stand_in(run, articles, splits)
     else:
@@ -271,7 +271,8 @@ def detect_overfitting(history: Sequence[dict[str, float]], *, k: int = 3, toler
     falling = train[-1] < train[-k - 1]
     fired = rising and above and falling
     seen = (f"validation loss {val[best_index]:.3f} at step {rows[best_index]['step']:.0f}, {val[-1]:.3f} at the end "
-            f"(rose {k} evaluations in a row: {rising}); training loss {train[-k - 1]:.3f} -> {train[-1]:.3f}")
+            f"(rose {k} evaluations in a row: {rising}; more than {tolerance:.0%} above its best: {above}); "
+            f"training loss {train[-k - 1]:.3f} -> {train[-1]:.3f} (fell: {falling})")
     return Diagnosis(name, fired, seen,
                      "stop early and keep the best step (Trainer: load_best_model_at_end + EarlyStoppingCallback), "
                      "train on more data, or regularize (weight decay, dropout, fewer epochs)",
@@ -674,13 +675,46 @@ def diagnose_webgpu(worker_source: str, *, navigator_gpu: bool, adapter: bool = 
 # Exercises
 
 
-def check_best_step(history: Sequence[dict[str, float]], answer: int | None) -> str:
-    """Exercise: the step early stopping would keep (the lowest validation loss)."""
-    best = min(history, key=lambda row: row["val_loss"])["step"]
-    if answer is None:
-        return "not answered yet: set `answer_1` to the step with the lowest validation loss"
-    return "correct" if int(answer) == int(best) else f"not quite: the lowest validation loss is at step {best:.0f}"
+# Histories that catch the usual slips: a tie is no improvement (the Trainer's EarlyStoppingCallback
+# needs a strictly better loss); a run that never improves stops after `patience` evaluations; one
+# that improves to the end never stops early.
+EARLY_STOPPING_CASES = (
+    [{"step": 10, "val_loss": 3.0}, {"step": 20, "val_loss": 2.5}, {"step": 30, "val_loss": 2.5},
+     {"step": 40, "val_loss": 2.6}, {"step": 50, "val_loss": 2.4}],
+    [{"step": 5, "val_loss": 1.0}, {"step": 10, "val_loss": 1.5}, {"step": 15, "val_loss": 2.0}, {"step": 20, "val_loss": 0.5}],
+    [{"step": 1, "val_loss": 4.0}, {"step": 2, "val_loss": 3.0}, {"step": 3, "val_loss": 2.0}],
+)
 
+
+def early_stopping_reference(history: Sequence[dict[str, float]], patience: int) -> tuple[int, int]:
+    """``(kept step, stopped step)``: the best evaluation before training stops, and where it stops."""
+    stopped = TrainingRun(list(history), 0, 0.0, None).early_stop_step(patience)
+    seen = [row for row in history if row["step"] <= stopped]
+    kept = min(seen, key=lambda row: row["val_loss"])["step"]  # min keeps the first of equal losses
+    return int(kept), int(stopped)
+
+
+def check_early_stopping(histories: dict[str, Sequence[dict[str, float]]], early_stopping: Callable | None) -> str:
+    """Exercise: ``early_stopping(history, patience) -> (kept step, stopped step)``, run on this chapter's
+    histories and on ``EARLY_STOPPING_CASES`` with patience 1 to 4."""
+    if early_stopping is None:
+        return "not answered yet: define early_stopping(history, patience) and pass it to the check"
+    cases = list(histories.items()) + [(f"made-up history {i + 1}", h) for i, h in enumerate(EARLY_STOPPING_CASES)]
+    for label, history in cases:
+        for patience in (1, 2, 3, 4):
+            expected = early_stopping_reference(history, patience)
+            try:
+                got = early_stopping(list(history), patience)
+                got = tuple(int(value) for value in got)
+            except NotImplementedError:
+                return "not answered yet: write the body of early_stopping(history, patience), then run this cell again"
+            except Exception as error:  # the learner's code: say where it broke
+                return f"not quite: early_stopping raised {type(error).__name__}: {error} on {label}, patience {patience}"
+            if got != expected:
+                losses = ", ".join(f"{int(row['step'])}: {row['val_loss']:.3f}" for row in history)
+                return (f"not quite: on {label} with patience {patience}, (kept, stopped) should be {expected}, "
+                        f"not {got} (validation loss by step: {losses}; an equal loss is not an improvement)")
+    return "correct: the same steps as the Trainer's early stopping, on every history"
 
 def check_fitting_batch(config: Any, parameters: int, budget_bytes: int, sequence_length: int,
                         answer: int | None) -> str:

@@ -93,6 +93,9 @@ async function checkModelFolder() {
   if (template.format !== "corpus-to-client/prompt-template" || (!isChat && template.template?.split(template.placeholder).length !== 2)) {
     throw new MissingFileError(`models/${modelName}/prompt_template.json is not the course's prompt template. Export the model again (chapter 06).`);
   }
+  if (typeof template.add_special_tokens !== "boolean") {
+    throw new MissingFileError(`models/${modelName}/prompt_template.json has no add_special_tokens (an older export). Export the model again (chapter 06).`);
+  }
   if (isChat && typeof tokenizerConfig.chat_template !== "string") {
     throw new MissingFileError(`models/${modelName}/tokenizer_config.json has no chat_template, but the model was trained with its chat template. Export the model again (chapter 06).`);
   }
@@ -268,7 +271,9 @@ function startWorker() {
     ui.stop.disabled = false;
     ui.status.textContent = "Generating…";
     if (stopFlag) Atomics.store(stopFlag, 0, 0);
-    worker.postMessage({ type: "generate", prompt: formatPrompt(state.template, instruction), options: generationOptions() });
+    // add_special_tokens: tokenized as in training (prompt_template.json records it; helpers.prompt owns the rule)
+    const options = { ...generationOptions(), add_special_tokens: state.template.add_special_tokens };
+    worker.postMessage({ type: "generate", prompt: formatPrompt(state.template, instruction), options });
   });
   ui.stop.addEventListener("click", () => {
     if (stopFlag) Atomics.store(stopFlag, 0, 1);

@@ -71,6 +71,41 @@ def test_the_literalinclude_check_catches_what_would_drift(tmp_path):
         problems = book.literalinclude_problems(page)
         assert len(problems) == 1 and expected in problems[0], (block, problems)
 
+def test_show_source_calls_in_a_chapter_are_checked_like_literalincludes(tmp_path):
+    page = tmp_path / "page.md"
+    page.write_text("```{code-cell} ipython3\nimport sys\nif 'google.colab' in sys.modules:\n    !pip install x\n"
+                    "show_source('site/worker.js', start_after='// [pipeline]', end_before='// [/pipeline]')\n```\n\n"
+                    "```{code-cell} ipython3\nshow_source(wikitext.strip_links)\n```\n\n"
+                    "```{code-cell} ipython3\nbook.show_source('helpers/book.py', start_at='def show_source(', end_before='def nowhere(')\n```\n")
+    assert book.show_source_calls(page) == [
+        ("site/worker.js", {"start-after": "// [pipeline]", "end-before": "// [/pipeline]"}),
+        ("helpers/book.py", {"start-at": "def show_source(", "end-before": "def nowhere("}),
+    ]
+    assert book.literalinclude_problems(page) == [
+        "page.md: show_source('helpers/book.py'): marker 'def nowhere(' occurs 0 times, not once"]
+
+
+def test_show_source_shows_the_code_it_names_and_refuses_drifted_markers():
+    from helpers import wikitext
+
+    function = book.show_source(wikitext.strip_links)
+    assert function.path == "helpers/wikitext.py" and function.language == "python"
+    assert function.text.startswith("def strip_links(") and "return" in function.text
+    assert repr(function).splitlines()[0] == "# helpers/wikitext.py"
+    worker = (REPO_ROOT / "site/worker.js").read_text(encoding="utf-8")
+    part = book.show_source("site/worker.js", start_after="// [pipeline]", end_before="// [/pipeline]")
+    assert part.language == "javascript" and all(line in worker for line in part.text.splitlines())
+    assert "// [pipeline]" not in part.text and 'pipeline("text-generation"' in part.text
+    html = part._repr_html_()
+    assert "site/worker.js" in html and "text-generation" in html and "<style" not in html  # inline styles only
+    with pytest.raises(ValueError, match="occurs 0 times"):
+        book.show_source("site/worker.js", start_after="// [no such marker]")
+    with pytest.raises(ValueError, match="which has"):  # a selection that cuts a function in two
+        book.show_source("helpers/wikitext.py", start_at="def strip_braces(", end_before="def strip_links(")
+    with pytest.raises(TypeError, match="unknown option"):
+        book.show_source("site/worker.js", lines="1-3")
+
+
 @needs_myst
 def test_the_book_builds_offline_without_warnings():
     report = book.check_book()

@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import json
+import re
 
 import nbformat
 import pytest
 
 from helpers import course
-from helpers.profiles import UnknownProfileError
+from helpers.profiles import REPO_ROOT, UnknownProfileError
 
 
 def test_record_chapter_merges_entries_in_chapter_order(tmp_path):
@@ -36,6 +37,28 @@ def test_missing_input_names_the_chapter_that_produces_it(tmp_path):
         course.require_input(tmp_path / "01_dump" / "articles.jsonl", produced_by="01_dump")
     assert "notebooks/01_dump_parsing.ipynb" in str(error.value) and "helpers.course" in str(error.value)
 
+
+
+def test_every_chapter_output_is_found_through_one_table(tmp_path):
+    for name, (chapter, relative) in course.OUTPUTS.items():
+        assert chapter in course.CHAPTERS, name
+        assert course.output_path(tmp_path, name) == tmp_path / chapter / relative
+        with pytest.raises(course.MissingInputError, match=f"notebooks/{course.CHAPTERS[chapter]}.ipynb"):
+            course.chapter_input(tmp_path, name)
+    assert not list(tmp_path.iterdir()), "finding a path must not create folders"
+    (tmp_path / "06_export" / "model").mkdir(parents=True)
+    assert course.chapter_input(tmp_path, "onnx_model") == tmp_path / "06_export" / "model"
+    with pytest.raises(ValueError, match="onnx_model"):
+        course.output_path(tmp_path, "onnx")
+
+
+def test_no_chapter_or_helper_spells_another_chapters_folder():
+    """A path into a run's chapter folder is written once, in course.OUTPUTS (or chapter_dir for a chapter's own)."""
+    spelled = re.compile(r'/ "0[0-8]_[a-z]+"')
+    files = sorted((REPO_ROOT / "helpers").glob("*.py")) + sorted((REPO_ROOT / "notebooks").glob("[0-9][0-9]_*.md"))
+    found = [f"{path.name}:{number}: {line.strip()}" for path in files
+             for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if spelled.search(line)]
+    assert not found, "use course.output_path / course.chapter_input:\n" + "\n".join(found)
 
 def test_unknown_profile_or_chapter_fails_at_once(tmp_path):
     with pytest.raises(UnknownProfileError, match="tiny"):

@@ -43,6 +43,7 @@ def test_test_split_evaluation_scores_each_model_on_real_test_pairs(course_token
     assert scores.loc["a", "response perplexity"] == pytest.approx(ft.evaluate_loss(base, data, collator)["perplexity"])
     assert list(answers.columns) == ["instruction", "reference", "a", "ROUGE-L a"]
     assert list(answers["instruction"]) == [pair["instruction"] for pair in pair_splits["test"][:3]]
+    assert scores.loc["a", "empty answers"] == sum(not text.strip() for text in answers["a"])
     with pytest.raises(ValueError, match="no pairs"):
         evaluation.test_split_evaluation({"a": base}, course_tokenizer, [], max_length=512, generated_pairs=1, max_new_tokens=4)
 

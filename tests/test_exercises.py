@@ -192,6 +192,30 @@ def test_04_kv_cache_from_the_shipped_config():
     assert "key/value heads" in ex.check_04_kv_cache("HuggingFaceTB/SmolLM2-135M", 1)
 
 
+
+def test_04_kv_cache_function_is_run_on_every_decoder_candidate():
+    def from_the_config(config):  # GPT-2's and Llama's fields, read by hand: K and V, layers, kv heads, head size, fp16
+        heads = config.num_attention_heads
+        kv_heads = getattr(config, "num_key_value_heads", None) or heads
+        return 2 * config.num_hidden_layers * kv_heads * (config.hidden_size // heads) * 2
+
+    def ignores_grouped_query_attention(config):
+        return 2 * config.num_hidden_layers * config.hidden_size * 2
+
+    def gpt2_fields_only(config):
+        return 2 * config.n_layer * config.n_embd * 2
+
+    assert_verdicts(ex.check_04_kv_cache_function, from_the_config, ignores_grouped_query_attention)
+    # distilgpt2 passes with full attention, so the first wrong model named is SmolLM2, with its 3 of 9 heads
+    assert "SmolLM2-135M gives 69120, expected 23,040" in ex.check_04_kv_cache_function(ignores_grouped_query_attention)
+    assert "3 key/value heads for 9 query heads" in ex.check_04_kv_cache_function(ignores_grouped_query_attention)
+    assert "raised AttributeError" in ex.check_04_kv_cache_function(gpt2_fields_only)
+
+    def unwritten(config):
+        raise NotImplementedError
+
+    assert ex.check_04_kv_cache_function(unwritten).startswith("not answered yet")
+
 def test_05_greedy_config():
     from transformers import GenerationConfig
 

@@ -145,6 +145,9 @@ BREAKAGES = {
     "unsupported architecture": (lambda m: (m / "config.json").write_text(json.dumps(
         json.loads((m / "config.json").read_text()) | {"model_type": "t5"})), "config.json", "'t5' is not an architecture"),
     "prompt template missing": (lambda m: _remove(m / "prompt_template.json"), "prompt_template.json", "missing"),
+    "prompt template older than version 3": (lambda m: (m / "prompt_template.json").write_text(json.dumps(
+        {k: v for k, v in json.loads((m / "prompt_template.json").read_text()).items() if k != "add_special_tokens"})),
+        "prompt_template.json", "no add_special_tokens"),
     "config is an HTML page": (lambda m: (m / "config.json").write_text("<!DOCTYPE html><html></html>"),
                                "config.json", "not valid JSON"),
 }
@@ -181,6 +184,9 @@ def test_export_model_reads_chapter_05_and_writes_chapter_06(tmp_path, tiny_gpt2
     record = {"method": "full", "base_model": "a-recorded-base", "train_pairs": 123, "val_loss_after": 4.5678}
     (tmp_path / "05_finetune" / "model" / "finetune_metrics.json").write_text(json.dumps(record))
     save_pairs(pair_splits, tmp_path / "03_pairs")
+    # what chapter 01 records about the dump; the card's data source and licence come from it
+    course.record_chapter(tmp_path, "01_dump", metrics={"wiki": "simplewiki", "wiki_base": "https://simple.wikipedia.org/wiki/",
+                                                       "latest_edit": "2026-11-20T08:00:00Z"})
     result = export.export_model(params, tmp_path)
     assert result.model_dir == tmp_path / "06_export" / "model"
     assert export.check_model_folder(result.model_dir, ["fp32", "q8", "fp16"]) == []
@@ -188,7 +194,9 @@ def test_export_model_reads_chapter_05_and_writes_chapter_06(tmp_path, tiny_gpt2
     assert metrics["greedy_match"] and metrics["max_logit_diff"] < params["export_atol"]
     assert set(metrics["sizes_mb"]) == {"fp32", "q8", "fp16"}  # GPT-2: no q4 (Gemm layers)
     card = (result.model_dir / "README.md").read_text()
-    assert "CC BY-SA 3.0" in card and "model_quantized.onnx" in card
+    assert "license: cc-by-sa-4.0" in card and "CC BY-SA 4.0" in card and "model_quantized.onnx" in card
+    assert "`simplewiki` dump (https://simple.wikipedia.org)" in card and "en.wikipedia.org" not in card
+    assert "https://simple.wikipedia.org/w/index.php?curid=<id>&action=history" in card
     assert "base_model: a-recorded-base" in card and "`train_pairs`: 123" in card and "`val_loss_after`: 4.5678" in card
     assert "finetune_learning_rate" not in card  # a profile value chapter 05 did not record
     assert sorted(p.name for p in (tmp_path / "06_export").iterdir()) == ["model"], "no staging folder left behind"
@@ -255,3 +263,21 @@ def test_quiet_exporter_drops_only_the_known_notices():
         assert len(logged) == 2, "the filter is removed afterwards"
     finally:
         optimum_logger.removeHandler(handler)
+
+
+def test_the_texts_licence_follows_the_dumps_newest_edit(tmp_path, tiny_dump):
+    """Wikimedia moved its text to CC BY-SA 4.0 on 2023-06-29: the shipped 2016 sample stays 3.0, a current dump is 4.0."""
+    from helpers import dump
+
+    stats = dump.DumpStats()
+    timestamps = [page.timestamp for page in dump.iter_pages(tiny_dump)]
+    list(dump.iter_articles(tiny_dump, stats=stats))
+    assert stats.latest_edit == "2016-05-01T07:08:29Z" and stats.latest_edit <= max(timestamps)
+    assert dump.text_licence(stats.latest_edit)["id"] == "cc-by-sa-3.0"
+    assert dump.text_licence("2023-06-28T23:59:59Z")["id"] == "cc-by-sa-3.0"
+    assert dump.text_licence("2023-06-29T00:00:00Z")["id"] == "cc-by-sa-4.0"
+    assert dump.text_licence("")["id"] == "cc-by-sa-4.0" and "not recorded" in dump.text_licence(None)["why"]
+    export.write_model_card(tmp_path, base_model="course-tiny-gpt2", training={}, metrics={},
+                            data={"wiki": "enwiki", "wiki_base": "https://en.wikipedia.org/wiki/", "latest_edit": stats.latest_edit})
+    card = (tmp_path / "README.md").read_text()
+    assert "license: cc-by-sa-3.0" in card and "by-sa/3.0/" in card and "2016-05-01" in card

@@ -94,3 +94,30 @@ def test_chat_template_json_tells_the_page_to_use_the_tokenizers_template(tmp_pa
     with pytest.raises(ValueError, match="tokenizer"):
         prompt.prompt_from_template_json(data, "Explain Albedo.")
     assert prompt.template_json()["kind"] == "course"
+
+
+def test_the_pages_prompt_ids_are_the_ids_training_used(tmp_path, course_tokenizer, smollm2_tokenizer):
+    """prompt_template.json's add_special_tokens (the page passes it to the pipeline) gives training's ids."""
+    import copy
+
+    from tokenizers import processors
+
+    from helpers import finetune
+
+    # A course-template model whose tokenizer adds a start token (as Llama's tokenizers do): the case
+    # where tokenizing the prompt without special tokens would serve other ids than training used.
+    bos_adding = copy.deepcopy(smollm2_tokenizer)
+    bos_adding.chat_template = None
+    bos = bos_adding.bos_token
+    bos_adding._tokenizer.post_processor = processors.TemplateProcessing(
+        single=f"{bos} $A", special_tokens=[(bos, bos_adding.convert_tokens_to_ids(bos))])
+    instruction = "  Explain Albedo. "
+    for tokenizer, adds in ((course_tokenizer, True), (smollm2_tokenizer, False), (bos_adding, True)):
+        data = json.loads(prompt.write_template(tmp_path / "prompt_template.json", tokenizer).read_text())
+        assert data["add_special_tokens"] is adds
+        ids = prompt.prompt_ids_from_template_json(data, instruction, tokenizer)
+        assert ids == finetune.encode_prompt(tokenizer, instruction)
+    assert ids[0] == bos_adding.bos_token_id and ids[1] != bos_adding.bos_token_id
+    del data["add_special_tokens"]
+    with pytest.raises(ValueError, match="export the model again"):
+        prompt.prompt_ids_from_template_json(data, instruction, bos_adding)

@@ -237,6 +237,20 @@ def test_missing_dtype_file_is_reported(site_url, page):
     assert "onnx/model_q4.onnx" in page.text_content("#error")
 
 
+def test_a_prompt_template_from_an_older_export_is_refused_by_name(site_url, page):
+    """Without add_special_tokens the page cannot tokenize the prompt as training did: it says so, and how to fix it."""
+    template_path = deploy.SITE_DIR / "models" / "test-tiny-gpt2" / "prompt_template.json"
+    original = template_path.read_text(encoding="utf-8")
+    older = {key: value for key, value in json.loads(original).items() if key != "add_special_tokens"}
+    try:
+        template_path.write_text(json.dumps(older), encoding="utf-8")
+        state = _open(page, site_url, "model=test-tiny-gpt2")
+    finally:
+        template_path.write_text(original, encoding="utf-8")
+    assert not state["ready"]
+    message = page.text_content("#error")
+    assert "prompt_template.json" in message and "add_special_tokens" in message and "chapter 06" in message
+
 def test_model_output_is_text_never_html(site_url, page):
     assert _open(page, site_url, "model=test-tiny-gpt2&dtype=q8")["ready"]
     result = _generate(page, INSTRUCTION, 8)

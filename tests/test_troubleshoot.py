@@ -172,3 +172,43 @@ def test_backend_choice_mirrors_the_worker():
     assert ts.diagnose_webgpu(worker, navigator_gpu=False).fired
     assert not ts.diagnose_webgpu(worker, navigator_gpu=True).fired
     assert ts.diagnose_webgpu("no fallback here", navigator_gpu=True).fired
+
+
+def test_early_stopping_exercise_knows_the_trainers_rule():
+    # by hand: losses 3.0, 2.5, 2.5, 2.6, 2.4 at steps 10-50; the tie at 30 is no improvement
+    history = [{"step": 10 * (i + 1), "val_loss": loss} for i, loss in enumerate((3.0, 2.5, 2.5, 2.6, 2.4))]
+    assert [ts.early_stopping_reference(history, patience) for patience in (1, 2, 3)] == [(20, 30), (20, 40), (50, 50)]
+
+    def by_hand(history, patience):
+        best, kept, waited = float("inf"), None, 0
+        for row in history:
+            if row["val_loss"] < best:
+                best, kept, waited = row["val_loss"], row["step"], 0
+            else:
+                waited += 1
+                if waited == patience:
+                    return kept, row["step"]
+        return kept, history[-1]["step"]
+
+    def ties_improve(history, patience):
+        best, kept, waited = float("inf"), None, 0
+        for row in history:
+            if row["val_loss"] <= best:
+                best, kept, waited = row["val_loss"], row["step"], 0
+            else:
+                waited += 1
+                if waited == patience:
+                    return kept, row["step"]
+        return kept, history[-1]["step"]
+
+    histories = {"a real-looking run": [{"step": s, "val_loss": v} for s, v in ((2, 2.0), (4, 1.8), (6, 1.9), (8, 2.1), (10, 1.7))]}
+    assert ts.check_early_stopping(histories, None).startswith("not answered yet")
+
+    def unwritten(history, patience):
+        raise NotImplementedError
+
+    assert ts.check_early_stopping(histories, unwritten).startswith("not answered yet")
+    assert ts.check_early_stopping(histories, by_hand).startswith("correct")
+    verdict = ts.check_early_stopping(histories, ties_improve)
+    assert verdict.startswith("not quite: on made-up history 1 with patience 1, (kept, stopped) should be (20, 30), not (30, 40)")
+    assert "raised ZeroDivisionError" in ts.check_early_stopping(histories, lambda history, patience: 1 / 0)
