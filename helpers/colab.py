@@ -1,11 +1,13 @@
 """What every chapter's set-up cell reports: where it runs, which GPU, which precision, and Drive.
 
 The install itself is a notebook cell (it must run before ``helpers`` exists on a fresh Colab
-runtime): on Colab only, clone the repository and ``pip install -c constraints.txt -e .``, output
-visible. It installs the course's pinned ``torch==2.13.0`` even though Colab ships its own torch:
-on Linux x86-64 the PyPI wheel *is* the CUDA build (it pulls NVIDIA's CUDA runtime wheels), so the
-GPU works, and the notebooks run with exactly the versions the tests ran. It costs a couple of
-minutes on a fresh runtime, and nothing on the next chapters (pip sees the pins are satisfied).
+runtime): on Colab only, clone the repository and ``pip install -c constraints-colab.txt -e
+".[colab]"``, output visible, stopping the notebook if the clone or the install fails. It leaves
+Colab's own packages alone (``COLAB_OWNED``: torch with its CUDA build, numpy, pandas, the kernel):
+``pyproject.toml`` gives them floors that Colab's versions meet, and ``constraints-colab.txt`` pins
+everything else exactly as ``constraints.txt`` does (``tests/test_colab_install.py`` resolves that
+install against a Colab-like set of packages). Each chapter opened from its badge gets a fresh
+runtime, so each installs again: about a minute of downloads, nothing of Colab's replaced.
 
 Then ``setup_report(params, mount_drive)``:
 
@@ -13,8 +15,9 @@ Then ``setup_report(params, mount_drive)``:
 - chooses the mixed precision with :func:`choose_precision` (bf16 from compute
   capability 8.0, fp16 on a T4, fp32 on a CPU);
 - warns when a package was imported *before* the install replaced it (restart the session);
-- mounts Google Drive when asked (``mount_drive=True``), or by default when the profile keeps its
-  checkpoints there (``checkpoint_dir = "drive"``: colab, full) and this is Colab.
+- mounts Google Drive on Colab (unless ``mount_drive=False``): the run folder lives there, so a
+  chapter opened in its own runtime finds what the earlier chapters wrote
+  (``course.resolve_run_dir``).
 """
 from __future__ import annotations
 
@@ -25,6 +28,12 @@ from pathlib import Path
 from typing import Any
 
 DRIVE_MOUNTPOINT = Path("/content/drive")
+# The packages a Colab runtime brings and the course's install must leave alone: replacing torch pulls
+# gigabytes of CUDA wheels that may not match the runtime's driver; numpy, pandas, matplotlib and tqdm
+# are imported by Colab's own tools; a new ipykernel brings tornado and pyzmq under a running kernel,
+# which Colab warns can crash it. pyproject.toml gives these floors, constraints-colab.txt no pins.
+COLAB_OWNED = ("torch", "torchvision", "torchaudio", "numpy", "pandas", "matplotlib", "tqdm", "ipykernel",
+               "ipython", "tornado", "pyzmq", "jupyter-client", "jupyter-core", "traitlets")
 # Packages whose already-imported version must match the installed one (else: restart the session).
 WATCHED = ("torch", "numpy", "transformers", "datasets", "pandas", "matplotlib")
 
@@ -98,10 +107,10 @@ def stale_modules(names: tuple[str, ...] = WATCHED) -> list[str]:
 
 
 def wants_drive(params: dict[str, Any] | None, mount_drive: bool | None) -> bool:
-    """``mount_drive`` when given; else mount on Colab when the profile checkpoints to Drive."""
+    """``mount_drive`` when given; else mount on Colab, where the run folder lives on Drive."""
     if mount_drive is not None:
         return bool(mount_drive)
-    return on_colab() and bool(params) and params.get("checkpoint_dir") == "drive"
+    return on_colab()
 
 
 def mount_drive(mountpoint: Path | str | None = None) -> Path | None:

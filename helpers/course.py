@@ -63,9 +63,24 @@ def run_dir_for(profile: str, runs_root: Path | None = None) -> Path:
     return (runs_root or REPO_ROOT / "runs") / profile
 
 
-def resolve_run_dir(profile: str, run_dir: Path | str | None = None) -> Path:
-    """A notebook's run folder: ``run_dir`` when given (papermill passes it), else the profile's."""
-    return run_dir_for(profile) if run_dir is None else Path(run_dir)
+# Where a run lives on Google Drive: MyDrive/corpus-to-client/runs/<profile>. On Colab each notebook
+# opened from its badge gets its own runtime, and Drive is what they share.
+DRIVE_RUNS = Path("corpus-to-client") / "runs"
+
+
+def resolve_run_dir(profile: str, run_dir: Path | str | None = None, *, drive: Path | str | None = None) -> Path:
+    """A notebook's run folder, printed: ``run_dir`` when given (papermill passes it); else, with Google
+    Drive mounted (``drive``: its ``MyDrive``), ``MyDrive/corpus-to-client/runs/<profile>``; else the
+    profile's folder in the repository (``runs/<profile>``)."""
+    if run_dir is not None:
+        path = Path(run_dir)
+    elif drive is not None:
+        get_profile(profile)
+        path = Path(drive) / DRIVE_RUNS / profile
+    else:
+        path = run_dir_for(profile)
+    print(f"run folder: {path}" + (" (on Google Drive: every chapter's runtime finds it)" if drive is not None and run_dir is None else ""))
+    return path
 
 
 def chapter_dir(run_dir: Path | str, chapter: str) -> Path:
@@ -81,16 +96,21 @@ class MissingInputError(FileNotFoundError):
     """An input an earlier chapter should have produced is not there."""
 
 
-def require_input(path: Path | str, produced_by: str) -> Path:
-    """Return ``path`` if it exists, else say which chapter produces it and how to run it."""
+def require_input(path: Path | str, produced_by: str, run_dir: Path | str | None = None) -> Path:
+    """Return ``path`` if it exists, else say which chapter produces it and how to build it.
+
+    With ``run_dir`` the message also gives the one call that builds the missing chapters into that
+    run folder from the notebook itself (``build_inputs``).
+    """
     path = Path(path)
     if not path.exists():
         notebook = CHAPTERS.get(produced_by, produced_by)
-        raise MissingInputError(
-            f"{path} does not exist: it is produced by chapter {produced_by}. Run "
-            f"notebooks/{notebook}.ipynb first, or the whole course with "
-            f"`python -m helpers.course --profile <profile>`"
-        )
+        how = (f"Run notebooks/{notebook}.ipynb first (on Colab: with the same Google Drive), or the whole course with "
+               f"`python -m helpers.course --profile <profile>`")
+        if run_dir is not None:
+            how += ("; or, from this notebook, build what this run folder lacks with one call, naming the chapter "
+                    "you are in: `course.build_inputs(profile, run, before=\"05_finetune\")` (in chapter 05)")
+        raise MissingInputError(f"{path} does not exist: it is produced by chapter {produced_by}. {how}")
     return path
 
 
@@ -104,7 +124,7 @@ def output_path(run_dir: Path | str, name: str) -> Path:
 
 def chapter_input(run_dir: Path | str, name: str) -> Path:
     """Output ``name`` of an earlier chapter, or ``MissingInputError`` naming the chapter that makes it."""
-    return require_input(output_path(run_dir, name), produced_by=OUTPUTS[name][0])
+    return require_input(output_path(run_dir, name), produced_by=OUTPUTS[name][0], run_dir=run_dir)
 
 @contextlib.contextmanager
 def atomic_output(path: Path | str, mode: str = "w", **open_kwargs: Any) -> Iterator[Any]:
@@ -197,6 +217,7 @@ def run_course(
     profile: str,
     *,
     runs_root: Path | None = None,
+    run_dir: Path | str | None = None,
     from_chapter: str | None = None,
     only: list[str] | None = None,
     notebooks_dir: Path = NOTEBOOKS_DIR,
@@ -205,15 +226,20 @@ def run_course(
 ) -> dict[str, Any]:
     """Execute the chapter notebooks in order with papermill for ``profile``; return the summary.
 
-    Executed notebooks are saved in each chapter's folder. ``from_chapter`` resumes on the artifacts
-    of an earlier run. ``overrides`` replace profile values in every chapter (each notebook's
-    ``overrides`` parameter; unknown keys fail at once). The first failure stops the run and raises,
-    naming the notebook.
+    The run folder is ``run_dir`` when given, else ``runs_root/<profile>``. Executed notebooks are
+    saved in each chapter's folder. ``from_chapter`` resumes on the artifacts of an earlier run;
+    ``only`` keeps just those chapters. ``overrides`` replace profile values in every chapter (each
+    notebook's ``overrides`` parameter; unknown keys fail at once). The first failure stops the run
+    and raises, naming the notebook.
     """
-    import papermill  # imported here: the helpers themselves do not need it
+    try:
+        import papermill  # imported here: the helpers themselves do not need it
+    except ImportError as error:
+        raise ImportError("running chapters needs papermill: pip install -c constraints.txt -e '.[runner]' "
+                          "(on Colab: pip install -c constraints-colab.txt -e '.[colab]', as the install cell does)") from error
 
     get_profile(profile, overrides)  # an unknown profile or key fails here, before any chapter runs
-    run_dir = run_dir_for(profile, runs_root)
+    run_dir = Path(run_dir) if run_dir is not None else run_dir_for(profile, runs_root)
     chapters = list(CHAPTERS)
     if from_chapter is not None:
         if from_chapter not in CHAPTERS:
@@ -252,6 +278,50 @@ def run_course(
         record_chapter(run_dir, chapter, status="ok", wall_seconds=seconds, error=None)
         print(f"[{profile}] {chapter}: ok in {seconds:.1f}s", flush=True)
     return read_summary(run_dir)
+
+
+# Outputs only some profiles make: 04's base folder is the tiny profile's stand-in (the other
+# profiles load their base model from the Hub), 03's tokenizer folder the tiny profile's own BPE.
+OPTIONAL_OUTPUTS = frozenset({"base_model", "tokenizer", "primer_model", "finetune_metrics"})
+
+
+def chapter_complete(run_dir: Path | str, chapter: str) -> bool:
+    """Whether ``chapter`` finished in ``run_dir``: it recorded itself in summary.json (its last cell)
+    and every output later chapters need from it is there."""
+    entry = read_summary(run_dir)["chapters"].get(chapter, {})
+    if "metrics" not in entry or entry.get("status") == "failed":
+        return False
+    needed = [name for name, (c, _) in OUTPUTS.items() if c == chapter and name not in OPTIONAL_OUTPUTS]
+    return all(output_path(run_dir, name).exists() for name in needed)
+
+
+def missing_chapters(run_dir: Path | str, before: str) -> list[str]:
+    """The chapters to run so that ``before`` finds its inputs: from the first earlier data or model
+    chapter (01-06) that is not complete, every one up to ``before``."""
+    if before not in CHAPTERS:
+        raise ValueError(f"unknown chapter {before!r}; chapters are {', '.join(CHAPTERS)}")
+    makers = [chapter for chapter in list(CHAPTERS)[: list(CHAPTERS).index(before)]
+              if chapter not in ("00_primer", "07_deploy")]  # nothing later reads these two
+    for position, chapter in enumerate(makers):
+        if not chapter_complete(run_dir, chapter):
+            return makers[position:]
+    return []
+
+
+def build_inputs(profile: str, run_dir: Path | str, before: str, overrides: dict[str, Any] | None = None) -> list[str]:
+    """Run, into ``run_dir``, the earlier chapters whose outputs chapter ``before`` is missing; return them.
+
+    The one call a chapter's missing-input message offers: on Colab, where each notebook has its own
+    runtime, it rebuilds what this run folder (on Drive) lacks without opening each notebook.
+    Nothing runs when every input is there.
+    """
+    chapters = missing_chapters(run_dir, before)
+    if chapters:
+        print(f"building {', '.join(chapters)} into {run_dir}", flush=True)
+        run_course(profile, run_dir=run_dir, only=chapters, overrides=overrides)
+    else:
+        print(f"every input of {before} is in {run_dir}: nothing to build")
+    return chapters
 
 
 def _describe(error: BaseException, executed: Path | None = None) -> str:
@@ -329,6 +399,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", default="tiny", help=f"one of {', '.join(PROFILES)} (default: tiny)")
     parser.add_argument("--from", dest="from_chapter", help=f"resume from this chapter ({', '.join(CHAPTERS)})")
     parser.add_argument("--runs-root", type=Path, help="where run folders go (default: runs/)")
+    parser.add_argument("--run-dir", type=Path, help="the run folder itself (on Colab: the one on Google Drive, "
+                                                     "MyDrive/corpus-to-client/runs/<profile>, that the notebooks use)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="change one profile value for this run (VALUE is JSON, else a string); repeatable, "
                              "e.g. --set finetune_max_steps=4")
@@ -340,14 +412,14 @@ def main(argv: list[str] | None = None) -> int:
         overrides = parse_overrides(args.overrides)
         if args.record_times and (overrides or args.from_chapter):
             raise ValueError("--record-times measures the profile as it is: run every chapter, without --set or --from")
-        summary = run_course(args.profile, runs_root=args.runs_root, from_chapter=args.from_chapter,
-                             overrides=overrides)
+        summary = run_course(args.profile, runs_root=args.runs_root, run_dir=args.run_dir,
+                             from_chapter=args.from_chapter, overrides=overrides)
         for chapter, entry in summary["chapters"].items():
             print(f"{chapter:12s} {entry.get('status', '?'):7s} {entry.get('wall_seconds', 0):7.1f}s")
         print(f"summary: {Path(summary['run_dir']) / 'summary.json'}")
         if args.record_times:
             print(f"times: {record_times(summary, args.record_times)}")
-    except (ValueError, KeyError, RuntimeError, FileNotFoundError) as error:
+    except (ValueError, KeyError, TypeError, RuntimeError, FileNotFoundError, ImportError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     return 0

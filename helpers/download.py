@@ -1,12 +1,27 @@
-"""Downloading a dump (or its index) once, resumably, into the run folder.
+"""Downloading a dump (or its index) once, resumably and verified, into the run folder.
 
-``download`` writes to ``<dest>.partial`` and resumes it with an HTTP ``Range`` request after an
-interruption; ``local_source`` turns a profile's dump source (a URL or a path) into a local file.
-Both are importable from ``helpers.dump`` too.
+``download`` writes to ``<dest>.partial`` beside a record of what it is fetching
+(``<dest>.partial.json``: the URL and the server's ``ETag`` / ``Last-Modified``). After an
+interruption it resumes with ``Range`` *and* ``If-Range``: the server sends the rest only while the
+file is still the same one, else the whole new file. A ``.partial`` without that record (another
+tool's, or one for another URL) proves nothing about what it holds: it is deleted and the download
+starts over.
+
+A complete file is checked against the SHA-1 sums Wikimedia publishes beside every dump
+(``<wiki>-<date>-sha1sums.txt``). A mismatch moves it to ``<dest>.corrupt`` and raises, so the next
+run downloads it again; a match writes ``<dest>.sha1``. A file already at ``dest`` without that
+record (copied by hand, or left by an older version) is checked before it is trusted. Where no sums
+are published (another host, a mirror without them) the download says it could not verify.
+
+``local_source`` turns a profile's dump source (a URL or a path) into a local file. Both are
+importable from ``helpers.dump`` too.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import re
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -14,28 +29,105 @@ from pathlib import Path
 
 from helpers.pages import READ_CHUNK_BYTES, WIKIMEDIA_MIRRORS, DownloadError
 
+USER_AGENT = "corpus-to-client course"
+# .../simplewiki/latest/simplewiki-latest-pages-articles-multistream.xml.bz2 (or a dated folder)
+DUMP_PATH = re.compile(r"^(?P<folder>.*/)(?P<wiki>[a-z0-9_]+)-(?P<date>latest|\d{8})-(?P<file>[^/]+)$")
+
+
+def checksums_url(url: str) -> str | None:
+    """The URL of the SHA-1 sums published beside a Wikimedia dump file, or None for another layout."""
+    parts = urllib.parse.urlsplit(url)
+    match = DUMP_PATH.match(parts.path)
+    if not match:
+        return None
+    path = f"{match['folder']}{match['wiki']}-{match['date']}-sha1sums.txt"
+    return urllib.parse.urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+
+
+def published_sha1(url: str, *, timeout: float = 60.0) -> str | None:
+    """The SHA-1 Wikimedia publishes for the dump file at ``url``, or None when there is none to read.
+
+    The sums file names each file with the dump's date (``simplewiki-20261101-...``), also in the
+    ``latest/`` folder, whose files are named ``simplewiki-latest-...``: the date part is matched loosely.
+    """
+    sums = checksums_url(url)
+    if sums is None:
+        return None
+    match = DUMP_PATH.match(urllib.parse.urlsplit(url).path)
+    try:
+        request = urllib.request.Request(sums, headers={"User-Agent": USER_AGENT})
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            text = response.read().decode("utf-8", "replace")
+    except (urllib.error.URLError, OSError):
+        return None
+    wanted = re.compile(rf"^([0-9a-f]{{40}})\s+\*?{re.escape(match['wiki'])}-(?:latest|\d{{8}})-{re.escape(match['file'])}$")
+    for line in text.splitlines():
+        found = wanted.match(line.strip())
+        if found:
+            return found.group(1)
+    return None
+
+
+def sha1_of(path: Path | str) -> str:
+    digest = hashlib.sha1()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(READ_CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _verify(url: str, path: Path, dest: Path, timeout: float) -> None:
+    """Check ``path`` (the complete download, or a file found at ``dest``) against the published SHA-1."""
+    expected = published_sha1(url, timeout=timeout)
+    record = dest.with_name(dest.name + ".sha1")
+    if expected is None:
+        print(f"note: no published SHA-1 for {url} could be read ({checksums_url(url) or 'not a Wikimedia dump path'}): "
+              f"{dest.name} is used unverified")
+        record.write_text(f"unverified  {dest.name}\n", encoding="utf-8")
+        return
+    actual = sha1_of(path)
+    if actual != expected:
+        corrupt = dest.with_name(dest.name + ".corrupt")
+        os.replace(path, corrupt)
+        record.unlink(missing_ok=True)
+        raise DownloadError(
+            f"{dest.name}: SHA-1 {actual} is not the {expected} Wikimedia publishes ({checksums_url(url)}). The "
+            f"file is corrupt, or the dump was replaced on the server while it downloaded; it was moved to "
+            f"{corrupt.name}. Run again to download it afresh.", path=dest)
+    record.write_text(f"{actual}  {dest.name}\n", encoding="utf-8")
+
 
 def download(url: str, dest: Path | str, *, progress: bool = True, timeout: float = 60.0) -> Path:
-    """Download ``url`` to ``dest``, resuming a previous partial download; return ``dest``.
+    """Download ``url`` to ``dest``, resuming a previous partial download of the same file; return ``dest``.
 
-    The bytes go to ``dest.partial`` first and move into place only once complete, so a file at
-    ``dest`` is always whole (and is not downloaded again). An unreachable host raises
-    ``DownloadError`` naming the URL and pointing at Wikimedia's mirrors.
+    The bytes go to ``dest.partial`` first and move into place only once complete and verified, so a
+    file at ``dest`` with its ``.sha1`` record is whole (and is not downloaded again). An unreachable
+    host raises ``DownloadError`` naming the URL and pointing at Wikimedia's mirrors.
     """
     dest = Path(dest)
     if dest.exists():
+        if not dest.with_name(dest.name + ".sha1").exists():
+            _verify(url, dest, dest, timeout)  # found here without our record: check it before trusting it
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     partial = dest.with_name(dest.name + ".partial")
+    record_path = dest.with_name(dest.name + ".partial.json")
+    record = json.loads(record_path.read_text(encoding="utf-8")) if record_path.exists() else {}
+    if partial.exists() and (record.get("url") != url or not (record.get("etag") or record.get("last_modified"))):
+        print(f"note: {partial.name} was not started by this download of {url} (no record of it): starting over")
+        partial.unlink()
     have = partial.stat().st_size if partial.exists() else 0
-    request = urllib.request.Request(url, headers={"User-Agent": "corpus-to-client course"})
+    request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
     if have:
         request.add_header("Range", f"bytes={have}-")
+        request.add_header("If-Range", record.get("etag") or record["last_modified"])
     try:
         response = urllib.request.urlopen(request, timeout=timeout)
     except urllib.error.HTTPError as error:
         if error.code == 416 and have:  # the partial file already holds every byte
             os.replace(partial, dest)
+            record_path.unlink(missing_ok=True)
+            _verify(url, dest, dest, timeout)
             return dest
         raise DownloadError(
             f"{url}: the server answered HTTP {error.code} ({error.reason}). Check the URL, or try a "
@@ -50,8 +142,13 @@ def download(url: str, dest: Path | str, *, progress: bool = True, timeout: floa
             path=dest,
         ) from error
     with response:
+        # 206: the rest of the same file. 200: the whole file (a server that ignores Range, or one whose
+        # file changed since the partial began: If-Range said so), written from the start.
         resumed = response.status == 206
-        mode = "ab" if resumed else "wb"  # a server that ignores Range sends the whole file again
+        if not resumed:
+            record = {"url": url, "etag": response.headers.get("ETag"), "last_modified": response.headers.get("Last-Modified")}
+            record_path.write_text(json.dumps(record), encoding="utf-8")
+        mode = "ab" if resumed else "wb"
         length = response.headers.get("Content-Length")
         total = (int(length) + (have if resumed else 0)) if length else None
         bar = None
@@ -79,12 +176,14 @@ def download(url: str, dest: Path | str, *, progress: bool = True, timeout: floa
             f"{url}: got {partial.stat().st_size:,} of {total:,} bytes. Run again to resume the download.",
             path=dest,
         )
+    _verify(url, partial, dest, timeout)  # a corrupt file goes to .corrupt, never to dest
     os.replace(partial, dest)
+    record_path.unlink(missing_ok=True)
     return dest
 
 
 def local_source(source: str | Path, download_dir: Path | str) -> Path:
-    """A profile's dump source as a local file: a URL is downloaded (resumably) into ``download_dir``."""
+    """A profile's dump source as a local file: a URL is downloaded (resumably, verified) into ``download_dir``."""
     if isinstance(source, str) and source.startswith(("http://", "https://")):
         name = urllib.parse.urlparse(source).path.rsplit("/", 1)[-1]
         return download(source, Path(download_dir) / name)

@@ -29,8 +29,10 @@ from typing import IO, Any
 
 # Re-exported: each job's module owns its names; this one gathers them for the chapter and the tests.
 from helpers.download import (
+    checksums_url,
     download,
     local_source,
+    published_sha1,
 )
 from helpers.multistream import (
     IndexEntry,

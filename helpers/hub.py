@@ -36,8 +36,14 @@ SOURCE_HUB = "hub"
 SOURCE_STANDIN = "gguf-standin"
 
 # Commits the course loads, so that what a learner downloads is what the course was tested with.
+# Commits of each Hub model a profile loads by name. distilgpt2's and SmolLM2-135M's were found in
+# public code that pins them (two independent repositories each, 2026-12); not re-checked against the
+# Hub itself, which this workplace cannot reach: the first online run confirms them (snapshot_download
+# fails on a revision that does not exist, and the notebook says so).
 PINNED_REVISIONS: dict[str, str] = {
     "HuggingFaceTB/SmolLM2-135M-Instruct": "12fd25f77366fa6b3b4b768ec3050bf629380bac",
+    "HuggingFaceTB/SmolLM2-135M": "93efa2f097d58c2a74874c7e644dbc9b0cee75a2",
+    "distilbert/distilgpt2": "2290a62682d06624634c1f46a6ad5be0f47f38aa",
 }
 # Files snapshot_download fetches: the model, its tokenizer and configs (no ONNX or GGUF copies).
 HUB_FILES = ["*.json", "*.safetensors", "*.txt", "*.jinja", "*.model"]
@@ -136,18 +142,22 @@ def hub_unreachable(timeout: float = 3.0) -> bool:
     return hub_offline() or not _endpoint_answers(huggingface_hub.constants.ENDPOINT, timeout)
 
 
-def refuse_unsafe_config(folder: Path | str) -> None:
-    """Raise ``UnsafeConfigError`` when ``folder/config.json`` holds a key of ``UNSAFE_CONFIG_KEYS``."""
-    path = Path(folder) / "config.json"
-    if not path.exists():
-        return
-    found = [key for key in UNSAFE_CONFIG_KEYS if key in json.loads(path.read_text(encoding="utf-8"))]
+def refuse_unsafe_keys(config: dict[str, Any], where: str) -> None:
+    """Raise ``UnsafeConfigError`` when a config dict (``where``: whose) holds a key of ``UNSAFE_CONFIG_KEYS``."""
+    found = [key for key in UNSAFE_CONFIG_KEYS if key in config]
     if found:
         raise UnsafeConfigError(
-            f"{path} sets {', '.join(found)}: transformers before 5.3.0 (the course pins 4.57.6 for optimum-onnx) "
+            f"{where} sets {', '.join(found)}: transformers before 5.3.0 (the course pins 4.57.6 for optimum-onnx) "
             "would act on it (CVE-2026-4372). Load this model at the course's pinned revision "
             "(helpers.hub.PINNED_REVISIONS) or remove the key"
         )
+
+
+def refuse_unsafe_config(folder: Path | str) -> None:
+    """Raise ``UnsafeConfigError`` when ``folder/config.json`` holds a key of ``UNSAFE_CONFIG_KEYS``."""
+    path = Path(folder) / "config.json"
+    if path.exists():
+        refuse_unsafe_keys(json.loads(path.read_text(encoding="utf-8")), str(path))
 
 
 def pretrained_source(name: str, *, offline: bool = False) -> tuple[Path, str]:

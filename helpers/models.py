@@ -132,8 +132,14 @@ def load_candidate_config(name: str, *, offline: bool = False) -> tuple[Pretrain
     ``offline`` is the profile's ``hub_offline``; the environment's switch counts too.
     """
     offline = offline or hub.hub_unreachable()
+    revision = hub.PINNED_REVISIONS.get(name)  # None (the latest) for a candidate only ever tabled, never loaded
     try:
-        return AutoConfig.from_pretrained(name, local_files_only=offline), "hub"
+        # The raw config.json first: a key transformers 4.57 would act on is refused before it can (CVE-2026-4372).
+        data, _ = PretrainedConfig.get_config_dict(name, revision=revision, local_files_only=offline)
+        hub.refuse_unsafe_keys(data, f"{name}'s config.json")
+        return AutoConfig.from_pretrained(name, revision=revision, local_files_only=offline), "hub"
+    except hub.UnsafeConfigError:
+        raise
     except (OSError, ValueError) as error:  # huggingface_hub's errors are OSErrors; offline is one too
         hub_error = f"{type(error).__name__}: {str(error).splitlines()[0]}"
     folder = shipped_config_dir(name)

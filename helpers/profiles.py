@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -185,7 +186,43 @@ def get_profile(name: str, overrides: dict[str, Any] | None = None) -> dict[str,
     unknown = sorted(set(overrides or {}) - set(_COMMON))
     if unknown:
         raise KeyError(f"no profile has the key(s) {', '.join(unknown)}; the keys are: {', '.join(sorted(_COMMON))}")
+    for key, value in (overrides or {}).items():
+        check_override_type(key, value)
     return copy.deepcopy(PROFILES[name]) | copy.deepcopy(dict(overrides or {})) | {"profile": name}
+
+
+def _type_name(value: Any) -> str:
+    return "None" if value is None else type(value).__name__
+
+
+def check_override_type(key: str, value: Any) -> None:
+    """Refuse an override whose type no profile uses for ``key`` (``TypeError`` naming what is expected).
+
+    The types allowed are those of the key's values across the profiles (``None`` included where a
+    profile has it); an int is accepted where a float is expected (``finetune_learning_rate=1``).
+    """
+    allowed = {_type_name(profile[key]) for profile in PROFILES.values() if key in profile}
+    given = _type_name(value)
+    if given in allowed or (given == "int" and "float" in allowed) or (given == "tuple" and "list" in allowed):
+        return
+    raise TypeError(f"override {key}={value!r} is a {given}; the profiles give {key} a "
+                    f"{' or '.join(sorted(allowed))} (e.g. {key}={PROFILES['tiny'].get(key)!r})")
+
+
+def default_profile(profile: str | None) -> str:
+    """A notebook's profile: ``profile`` when set, else ``"colab"`` on Google Colab and ``"tiny"`` elsewhere."""
+    if profile is not None:
+        return profile
+    return "colab" if "google.colab" in sys.modules else "tiny"
+
+
+def injected_overrides(namespace: dict[str, Any]) -> dict[str, Any]:
+    """Profile values a runner set as notebook variables (``papermill -p max_articles 3``), as overrides.
+
+    papermill injects each ``-p`` parameter as a variable after the parameters cell; a chapter's
+    set-up cell passes ``globals()`` here, so a profile key given that way reaches ``params``.
+    """
+    return {key: namespace[key] for key in _COMMON if key in namespace}
 
 
 def resolve_source(source: str, root: Path = REPO_ROOT) -> str | Path:

@@ -43,12 +43,12 @@ def test_a100_gets_bf16(monkeypatch):
     assert colab.setup_report(show=False).precision == "bf16"
 
 
-def test_drive_is_mounted_on_colab_by_default_only_for_drive_profiles(monkeypatch):
+def test_drive_is_mounted_on_colab_by_default_where_the_run_folder_lives(monkeypatch):
     assert not colab.wants_drive({"checkpoint_dir": "drive"}, None)  # not Colab here
     monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
     assert colab.wants_drive({"checkpoint_dir": "drive"}, None)
-    assert not colab.wants_drive({"checkpoint_dir": None}, None)
-    assert not colab.wants_drive({"checkpoint_dir": "drive"}, False)
+    assert colab.wants_drive({"checkpoint_dir": None}, None)  # every profile: the run folder is on Drive
+    assert not colab.wants_drive({"checkpoint_dir": "drive"}, False)  # one runtime for everything, chosen
     assert colab.wants_drive({"checkpoint_dir": None}, True)
 
 

@@ -176,3 +176,49 @@ def test_recorded_times_come_from_a_complete_run_only(tmp_path):
     with pytest.raises(ValueError, match="06_export"):
         course.record_times(partial, "a test machine", times)
     assert json.loads(times.read_text())["tiny"] == stored  # the complete run's times stay
+
+
+def test_on_colab_the_run_folder_is_on_drive_where_every_chapter_finds_it(tmp_path, capsys):
+    drive = tmp_path / "MyDrive"
+    assert course.resolve_run_dir("colab", None, drive=drive) == drive / "corpus-to-client" / "runs" / "colab"
+    assert "on Google Drive" in capsys.readouterr().out
+    assert course.resolve_run_dir("colab", tmp_path / "mine", drive=drive) == tmp_path / "mine"  # papermill's run_dir wins
+    assert course.resolve_run_dir("tiny") == REPO_ROOT / "runs" / "tiny"
+    with pytest.raises(UnknownProfileError):
+        course.resolve_run_dir("huge", None, drive=drive)
+
+
+def _complete(run, chapter, *outputs):
+    for name in outputs:
+        path = course.output_path(run, name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.mkdir() if not path.suffix else path.write_text("{}\n")
+    course.record_chapter(run, chapter, metrics={"done": True})
+
+
+def test_build_inputs_runs_only_the_chapters_a_chapter_is_missing(tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    assert course.missing_chapters(run, "05_finetune") == ["01_dump", "02_cleaning", "03_pairs", "04_model"]
+    _complete(run, "01_dump", "articles")
+    _complete(run, "02_cleaning", "clean_articles")
+    assert course.missing_chapters(run, "05_finetune") == ["03_pairs", "04_model"]
+    _complete(run, "03_pairs", "pairs", "train_pairs", "validation_pairs", "pairs_dataset")
+    _complete(run, "04_model")  # a Hub model: chapter 04 writes no base folder, only its record
+    assert course.missing_chapters(run, "05_finetune") == []
+    (run / "02_cleaning" / "articles.jsonl").unlink()  # an output lost: that chapter and every later one again
+    assert course.missing_chapters(run, "05_finetune") == ["02_cleaning", "03_pairs", "04_model"]
+    course.record_chapter(run, "02_cleaning", status="failed")
+    ran = []
+    monkeypatch.setattr(course, "run_course", lambda profile, **kwargs: ran.append((profile, kwargs)))
+    assert course.build_inputs("colab", run, before="04_model") == ["02_cleaning", "03_pairs"]
+    assert ran == [("colab", {"run_dir": run, "only": ["02_cleaning", "03_pairs"], "overrides": None})]
+    with pytest.raises(ValueError, match="05_fine"):
+        course.missing_chapters(run, "05_fine")
+
+
+def test_a_missing_input_names_its_chapter_and_the_one_call_that_builds_it(tmp_path):
+    with pytest.raises(course.MissingInputError) as error:
+        course.chapter_input(tmp_path, "finetuned_model")
+    message = str(error.value)
+    assert "produced by chapter 05_finetune" in message and "notebooks/05_fine_tuning.ipynb" in message
+    assert "course.build_inputs(profile, run, before=" in message and "Google Drive" in message

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import bz2
+import hashlib
 import html
 import http.server
 import io
@@ -10,6 +11,7 @@ import re
 import subprocess
 import sys
 import threading
+import urllib.parse
 import tracemalloc
 from pathlib import Path
 
@@ -515,20 +517,32 @@ def test_download_dead_host_names_url_and_mirror(tmp_path):
 
 
 class RangeHandler(http.server.BaseHTTPRequestHandler):
-    """Serves one file, honouring ``Range: bytes=N-`` as dumps.wikimedia.org does."""
+    """Serves one dump file as dumps.wikimedia.org does: ``Range``, ``If-Range`` on its ETag, and the
+    SHA-1 sums file beside it (named with the dump's date, as in ``latest/``)."""
 
     payload = b""
-    ranges: list[str] = []
+    etag = '"v1"'
+    sums = ""  # the sha1sums.txt body; "" answers 404
+    requests: list[dict] = []
 
     def do_GET(self) -> None:
+        self.requests.append({"path": self.path, "range": self.headers.get("Range"), "if_range": self.headers.get("If-Range")})
+        if self.path.endswith("-sha1sums.txt"):
+            body = self.sums.encode()
+            self.send_response(200 if body else 404)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
         start = 0
-        if self.headers.get("Range"):
-            self.ranges.append(self.headers["Range"])
-            start = int(re.match(r"bytes=(\d+)-", self.headers["Range"]).group(1))
+        wanted = self.headers.get("Range")
+        if wanted and self.headers.get("If-Range") in (None, self.etag):
+            start = int(re.match(r"bytes=(\d+)-", wanted).group(1))
             self.send_response(206)
-        else:
+        else:  # no range, or the file changed since the client's partial began: the whole file
             self.send_response(200)
         body = self.payload[start:]
+        self.send_header("ETag", self.etag)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -537,20 +551,75 @@ class RangeHandler(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def test_download_resumes_a_partial_file(tmp_path, tiny_dump):
+@pytest.fixture()
+def dump_server(tiny_dump):
     RangeHandler.payload = tiny_dump.read_bytes()
-    RangeHandler.ranges = []
+    RangeHandler.etag = '"v1"'
+    RangeHandler.sums = f"{hashlib.sha1(RangeHandler.payload).hexdigest()}  simplewiki-20261101-pages-articles-multistream.xml.bz2\n"
+    RangeHandler.requests = []
     server = http.server.HTTPServer(("127.0.0.1", 0), RangeHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        dest = tmp_path / "enwiki-tiny.xml.bz2"
-        half = len(RangeHandler.payload) // 2
-        (tmp_path / "enwiki-tiny.xml.bz2.partial").write_bytes(RangeHandler.payload[:half])
-        url = f"http://127.0.0.1:{server.server_port}/enwiki-tiny.xml.bz2"
-        assert dump.local_source(url, tmp_path) == dest
-        assert dest.read_bytes() == RangeHandler.payload
-        assert RangeHandler.ranges == [f"bytes={half}-"]
-        assert not (tmp_path / "enwiki-tiny.xml.bz2.partial").exists()
-    finally:
-        server.shutdown()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}/simplewiki/latest/simplewiki-latest-pages-articles-multistream.xml.bz2"
+    server.shutdown()
+    server.server_close()
+
+
+def _dump_requests():
+    return [r for r in RangeHandler.requests if not r["path"].endswith("sha1sums.txt")]
+
+
+def test_download_resumes_its_own_partial_file_and_verifies_the_whole(tmp_path, dump_server):
+    dest = tmp_path / "simplewiki-latest-pages-articles-multistream.xml.bz2"
+    half = len(RangeHandler.payload) // 2
+    (tmp_path / f"{dest.name}.partial").write_bytes(RangeHandler.payload[:half])
+    (tmp_path / f"{dest.name}.partial.json").write_text(json.dumps({"url": dump_server, "etag": '"v1"', "last_modified": None}))
+    assert dump.local_source(dump_server, tmp_path) == dest
+    assert dest.read_bytes() == RangeHandler.payload
+    assert _dump_requests() == [{"path": urllib.parse.urlsplit(dump_server).path, "range": f"bytes={half}-", "if_range": '"v1"'}]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [dest.name, f"{dest.name}.sha1"]
+    assert (tmp_path / f"{dest.name}.sha1").read_text().split()[0] == hashlib.sha1(RangeHandler.payload).hexdigest()
+    RangeHandler.requests.clear()
+    assert dump.download(dump_server, dest, progress=False) == dest and RangeHandler.requests == []  # verified: kept
+
+
+def test_a_foreign_partial_is_not_trusted(tmp_path, dump_server, capsys):
+    dest = tmp_path / "simplewiki-latest-pages-articles-multistream.xml.bz2"
+    (tmp_path / f"{dest.name}.partial").write_bytes(b"\0" * 5000)  # another tool's, no record: proves nothing
+    dump.download(dump_server, dest, progress=False)
+    assert "not started by this download" in capsys.readouterr().out
+    assert dest.read_bytes() == RangeHandler.payload and _dump_requests()[0]["range"] is None
+
+
+def test_a_partial_of_a_file_since_replaced_is_downloaded_whole(tmp_path, dump_server):
+    dest = tmp_path / "simplewiki-latest-pages-articles-multistream.xml.bz2"
+    (tmp_path / f"{dest.name}.partial").write_bytes(b"old dump bytes")
+    (tmp_path / f"{dest.name}.partial.json").write_text(json.dumps({"url": dump_server, "etag": '"v0"', "last_modified": None}))
+    dump.download(dump_server, dest, progress=False)  # If-Range "v0" no longer matches: the server sends all of v1
+    assert dest.read_bytes() == RangeHandler.payload and _dump_requests()[0]["if_range"] == '"v0"'
+
+
+def test_a_corrupt_download_is_moved_aside_and_fetched_again(tmp_path, dump_server):
+    dest = tmp_path / "simplewiki-latest-pages-articles-multistream.xml.bz2"
+    good = RangeHandler.payload
+    RangeHandler.payload = good[:-10] + b"x" * 10  # bytes damaged on the way
+    with pytest.raises(dump.DownloadError, match="SHA-1 .* is not the .* Wikimedia publishes"):
+        dump.download(dump_server, dest, progress=False)
+    assert not dest.exists() and (tmp_path / f"{dest.name}.corrupt").exists()
+    RangeHandler.payload = good
+    assert dump.download(dump_server, dest, progress=False).read_bytes() == good
+
+
+def test_a_file_found_in_place_is_checked_before_it_is_trusted(tmp_path, dump_server):
+    dest = tmp_path / "simplewiki-latest-pages-articles-multistream.xml.bz2"
+    dest.write_bytes(RangeHandler.payload[:1000])  # copied by hand, cut short: not the published file
+    with pytest.raises(dump.DownloadError, match="corrupt"):
+        dump.download(dump_server, dest, progress=False)
+    assert dump.download(dump_server, dest, progress=False).read_bytes() == RangeHandler.payload
+
+
+def test_without_published_sums_the_download_says_it_is_unverified(tmp_path, dump_server, capsys):
+    RangeHandler.sums = ""
+    dest = dump.download(dump_server, tmp_path / "simplewiki-latest-pages-articles-multistream.xml.bz2", progress=False)
+    assert dest.read_bytes() == RangeHandler.payload and "unverified" in capsys.readouterr().out
+    assert dump.checksums_url(dump_server).endswith("/simplewiki/latest/simplewiki-latest-sha1sums.txt")
+    assert dump.checksums_url("https://example.org/files/corpus.xml.bz2") is None

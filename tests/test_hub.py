@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import pytest
@@ -107,3 +108,24 @@ def test_a_config_that_would_trigger_the_cve_is_refused(tmp_path):
 def test_every_stand_in_has_a_pinned_revision_for_its_hub_path():
     assert set(hub.STANDINS) <= set(hub.PINNED_REVISIONS)
     assert all(len(revision) == 40 for revision in hub.PINNED_REVISIONS.values())
+
+
+def test_every_hub_model_a_profile_loads_is_pinned_to_a_commit():
+    from helpers.profiles import PROFILES
+
+    names = {profile[key] for profile in PROFILES.values() for key in ("model_name", "tokenizer_name")}
+    hub_names = {name for name in names if "/" in name}
+    assert hub_names == {"distilbert/distilgpt2", "HuggingFaceTB/SmolLM2-135M", "HuggingFaceTB/SmolLM2-135M-Instruct"}
+    for name in hub_names:
+        assert re.fullmatch(r"[0-9a-f]{40}", hub.PINNED_REVISIONS[name]), name
+
+
+def test_a_candidate_config_with_the_unsafe_key_is_refused_before_transformers_reads_it(tmp_path):
+    from helpers import models
+
+    config = json.loads((models.shipped_config_dir("distilbert/distilgpt2") / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps(config | {"model_type": "gpt2", "_attn_implementation_internal": "x"}))
+    with pytest.raises(hub.UnsafeConfigError, match="CVE-2026-4372"):
+        models.load_candidate_config(str(tmp_path))
+    (tmp_path / "config.json").write_text(json.dumps(config | {"model_type": "gpt2"}))
+    assert models.load_candidate_config(str(tmp_path))[0].model_type == "gpt2"

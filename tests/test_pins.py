@@ -15,6 +15,7 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from helpers.colab import COLAB_OWNED
 from helpers.profiles import REPO_ROOT
 
 PIN = re.compile(r"^([A-Za-z0-9_.\-]+)==([^\s;#]+)$")
@@ -32,10 +33,12 @@ def _pins(lines: list[str], where: str) -> dict[str, str]:
     return pins
 
 
-def pyproject_pins() -> dict[str, str]:
+def pyproject_requirements() -> dict[str, Requirement]:
+    """pyproject.toml's dependencies and extras (the self-reference ``corpus-to-client[runner]`` left out)."""
     project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
     lines = project["dependencies"] + sum(project["optional-dependencies"].values(), [])
-    return _pins(lines, "pyproject.toml")
+    requirements = [Requirement(line) for line in lines]
+    return {canonicalize_name(r.name): r for r in requirements if canonicalize_name(r.name) != "corpus-to-client"}
 
 
 def environment_pins() -> dict[str, str]:
@@ -44,18 +47,41 @@ def environment_pins() -> dict[str, str]:
     return _pins(pip_section, "environment.yml")
 
 
-def constraints_pins() -> dict[str, str]:
-    return _pins((REPO_ROOT / "constraints.txt").read_text().splitlines(), "constraints.txt")
+def constraints_pins(name: str = "constraints.txt") -> dict[str, str]:
+    return _pins((REPO_ROOT / name).read_text().splitlines(), name)
 
 
-def test_pyproject_environment_and_constraints_pin_the_same_versions():
-    expected = pyproject_pins()
-    assert environment_pins() == expected
-    assert constraints_pins() == expected
+def test_constraints_and_environment_pin_the_same_versions():
+    assert environment_pins() == constraints_pins()
+    assert list(environment_pins()) == list(constraints_pins()), "same order, torch first"
+
+
+def test_pyproject_pins_what_the_course_teaches_and_floors_what_colab_brings():
+    pins, requirements = constraints_pins(), pyproject_requirements()
+    assert set(requirements) == set(pins), "pyproject.toml and constraints.txt must name the same packages"
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    on_colab = {canonicalize_name(Requirement(line).name)  # what the Colab install (-e ".[colab]") asks for
+                for line in project["dependencies"] + project["optional-dependencies"]["colab"]}
+    for name, requirement in requirements.items():
+        assert requirement.specifier.contains(pins[name]), f"pyproject's {requirement} rejects the pin {name}=={pins[name]}"
+        exact = [spec for spec in requirement.specifier if spec.operator == "=="]
+        if name in COLAB_OWNED and name in on_colab:
+            assert not exact, f"{name} is Colab's: give it a floor in pyproject.toml, not a pin ({requirement})"
+        else:
+            assert exact and exact[0].version == pins[name], f"pin {name}=={pins[name]} in pyproject.toml too ({requirement})"
+    assert not {"ipykernel", "tornado", "pyzmq"} & on_colab, "the Colab install must not ask for kernel packages"
+
+
+def test_colab_constraints_are_the_pins_without_what_colab_brings():
+    colab = constraints_pins("constraints-colab.txt")
+    expected = {name: version for name, version in constraints_pins().items() if name not in COLAB_OWNED}
+    assert colab == expected and list(colab) == list(expected), (
+        "constraints-colab.txt must be constraints.txt without helpers.colab.COLAB_OWNED, in the same order")
+    assert {"torch", "numpy", "pandas", "ipykernel"} <= set(COLAB_OWNED)
 
 
 def test_torch_is_pinned_and_installed_first_in_every_setup_path():
-    assert pyproject_pins()["torch"] == "2.13.0"
+    assert constraints_pins()["torch"] == "2.13.0"
     setup = (REPO_ROOT / "scripts" / "setup.sh").read_text()
     torch_step = setup.index("pip install -q -c constraints.txt torch")
     assert torch_step < setup.index("pip install -q -c constraints.txt -e")
@@ -68,7 +94,7 @@ def test_environment_uses_a_python_the_pins_support():
     assert python == "python=3.11"
 
 
-@pytest.mark.parametrize("name,version", sorted(pyproject_pins().items()))
+@pytest.mark.parametrize("name,version", sorted(constraints_pins().items()))
 def test_installed_version_matches_its_pin(name, version):
     try:
         installed = metadata.version(name)
@@ -78,7 +104,7 @@ def test_installed_version_matches_its_pin(name, version):
 
 
 def test_pinned_packages_accept_each_others_pins():
-    pins = pyproject_pins()
+    pins = constraints_pins()
     conflicts, checked = [], 0
     for name in pins:
         try:
@@ -98,19 +124,11 @@ def test_pinned_packages_accept_each_others_pins():
     assert not conflicts, "\n".join(conflicts)
 
 
-def test_constraints_txt_is_exactly_pyprojects_pins_in_order():
-    lines = [line.strip() for line in (REPO_ROOT / "constraints.txt").read_text().splitlines()
-             if line.strip() and not line.startswith("#")]
-    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
-    expected = project["dependencies"] + sum(project["optional-dependencies"].values(), [])
-    assert lines == expected, "regenerate constraints.txt from pyproject.toml (same pins, same order)"
-
-
-INSTALL_CELL = ("if \"google.colab\" in sys.modules:", "!pip install -c constraints.txt -e .")
+INSTALL_CELL = ("if \"google.colab\" in sys.modules:", "!pip install -c constraints-colab.txt -e \".[colab]\"")
 
 
 @pytest.mark.parametrize("twin", sorted((REPO_ROOT / "notebooks").glob("[0-9][0-9]_*.md")), ids=lambda p: p.name)
-def test_every_notebook_installs_with_the_constraints_on_colab_only(twin):
+def test_every_notebook_installs_on_colab_only_and_stops_when_it_fails(twin):
     import jupytext
 
     cells = [c for c in jupytext.read(twin).cells if c.cell_type == "code"]
@@ -118,7 +136,14 @@ def test_every_notebook_installs_with_the_constraints_on_colab_only(twin):
     install = cells[parameters + 1].source
     assert all(part in install for part in INSTALL_CELL), (
         f"{twin.name}: the first code cell after the parameters must install on Colab only with "
-        f"`pip install -c constraints.txt -e .` (docs/notebook_template.md)")
+        f"`pip install -c constraints-colab.txt -e \".[colab]\"` (docs/notebook_template.md)")
+    commands = [line.strip() for line in install.splitlines() if line.strip().startswith("!")]
+    after = install.split("\n")
+    for command in commands:  # IPython does not raise when a shell command fails: each one is checked
+        index = next(i for i, line in enumerate(after) if line.strip() == command)
+        assert "if _exit_code:" in after[index + 1] and "raise" in after[index + 2], f"{twin.name}: {command} unchecked"
     pip_lines = [line.strip() for c in cells for line in c.source.splitlines() if "pip install" in line]
-    assert all("-c constraints.txt" in line for line in pip_lines), f"{twin.name}: unconstrained pip install {pip_lines}"
+    assert all("-c constraints" in line for line in pip_lines), f"{twin.name}: unconstrained pip install {pip_lines}"
     assert "colab.setup_report(" in cells[parameters + 2].source, f"{twin.name}: report the GPU and precision after installing"
+    assert "resolve_run_dir(profile, run_dir, drive=setup.drive)" in cells[parameters + 2].source, (
+        f"{twin.name}: on Colab the run folder is on Drive, found after mounting it")

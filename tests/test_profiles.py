@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 
 from helpers import profiles
+from helpers.profiles import get_profile
 
 
 def test_profiles_differ_only_in_parameter_values():
@@ -54,3 +55,35 @@ def test_colab_profile_downloads_simple_wikipedias_multistream_dump():
 def test_missing_local_input_fails_at_once_saying_what_to_do(tmp_path):
     with pytest.raises(FileNotFoundError, match="data/tiny"):
         profiles.resolve_source("data/tiny/nope.xml.bz2", root=tmp_path)
+
+
+def test_overrides_of_the_wrong_type_are_refused_naming_what_is_expected():
+    from helpers.profiles import check_override_type
+
+    assert get_profile("tiny", {"finetune_learning_rate": 1})["finetune_learning_rate"] == 1  # an int where a float goes
+    assert get_profile("tiny", {"max_articles": None, "export_dtypes": ("fp32",)})["max_articles"] is None
+    with pytest.raises(TypeError, match=r"max_articles='3' is a str; the profiles give max_articles a None or int"):
+        get_profile("tiny", {"max_articles": "3"})
+    with pytest.raises(TypeError, match="finetune_max_steps=2.5 is a float"):
+        check_override_type("finetune_max_steps", 2.5)
+    with pytest.raises(TypeError, match="hub_offline"):
+        check_override_type("hub_offline", "yes")
+
+
+def test_a_notebook_defaults_to_the_colab_profile_on_colab_only(monkeypatch):
+    import sys
+    import types
+
+    from helpers.profiles import default_profile
+
+    assert default_profile(None) == "tiny" and default_profile("laptop") == "laptop"
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    assert default_profile(None) == "colab" and default_profile("tiny") == "tiny"
+
+
+def test_papermill_parameters_named_like_profile_keys_become_overrides():
+    from helpers.profiles import injected_overrides
+
+    namespace = {"profile": "tiny", "run_dir": None, "max_articles": 3, "sys": object(), "finetune_max_steps": 2}
+    assert injected_overrides(namespace) == {"max_articles": 3, "finetune_max_steps": 2}
+    assert get_profile("tiny", injected_overrides(namespace))["max_articles"] == 3
