@@ -653,7 +653,7 @@ def finetune(
     run_dir: Path | str,
     *,
     method: str | None = None,
-    resume: bool = False,
+    resume: bool | None = None,
     callbacks: Sequence[TrainerCallback] = (),
 ) -> FinetuneResult:
     """Fine-tune the profile's base model on chapter 03's pairs and save it to ``run/05_finetune/model``.
@@ -661,7 +661,7 @@ def finetune(
     The reference for what chapter 05 writes out cell by cell (the tests run this one). Reads
     ``run/03_pairs/`` (the DatasetDict and tokenizer) and chapter 04's base model
     (``helpers.models.load_base_model``). ``method`` is ``"full"`` or ``"lora"`` (default: the profile's
-    ``finetune_method``). ``resume=True`` continues from the last complete checkpoint in
+    ``finetune_method``). ``resume=True`` (default: the profile's ``finetune_resume``) continues from the last complete checkpoint in
     ``checkpoint_dir_for(params, run_dir)/<method>`` (from scratch when there is none); without it,
     old checkpoints there are removed first. ``callbacks`` are extra ``TrainerCallback``s.
 
@@ -707,7 +707,7 @@ def finetune(
     trainable, total = count_trainable(model)
 
     checkpoints = checkpoint_dir_for(params, run_dir) / method
-    resume_from = resume_checkpoint(checkpoints, resume)
+    resume_from = resume_checkpoint(checkpoints, params["finetune_resume"] if resume is None else resume)
     tokens_before = tokens_seen(resume_from)
     trainer = CourseTrainer(
         model=model,

@@ -69,6 +69,10 @@ _COMMON: dict[str, Any] = {
     "finetune_weight_decay": 0.0,
     "finetune_max_grad_norm": 1.0,
     "finetune_save_total_limit": 2,  # checkpoints kept besides the best: each holds the optimizer state too
+    # True: continue from the last complete checkpoint (after a disconnect or a crash); False: start over,
+    # removing this method's old checkpoints. A profile value, so the runner (--set finetune_resume=true)
+    # and papermill (-p finetune_resume True) reach it.
+    "finetune_resume": False,
     "finetune_truncate": False,  # True cuts pairs longer than the context instead of stopping with an error
     "finetune_torch_compile": False,  # torch.compile the model on a GPU: faster steps after a minute of compiling
     "finetune_eval_pairs": 512,  # validation pairs of the evaluations during training (before/after use all)
@@ -153,7 +157,10 @@ PROFILES: dict[str, dict[str, Any]] = {
         # two epochs of which train in well under an hour (chapter 05 states its estimate).
         "max_articles": 5_000,
         "finetune_epochs": 2,
-        "finetune_eval_steps": 250,  # each evaluation also saves a ~1 GB checkpoint to Drive
+        # Each evaluation saves a checkpoint of about 1 GB (distilgpt2 in fp32 with AdamW's two moments) to
+        # Drive. About 2,000 steps in all: every 500 makes 4, of which 2 rotate out into Drive's trash,
+        # where they still count against a free account's 15 GB until it is emptied (README: On Colab).
+        "finetune_eval_steps": 500,
         "checkpoint_dir": "drive",
     },
     "full": _COMMON
