@@ -189,19 +189,64 @@ def serve(site_dir: Path | str = SITE_DIR, port: int = 0, host: str = "127.0.0.1
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
+# Where a Chromium may be, in order: the course's setting, Debian's package (setup.sh installs it),
+# Ubuntu's, then the one Playwright downloads for itself (`python -m playwright install chromium`).
+BROWSER_PATHS = (Path("/usr/bin/chromium"), Path("/usr/bin/chromium-browser"))
+
+
+class BrowserMissingError(FileNotFoundError):
+    """No Chromium to drive the page with."""
+
+
+def find_browser() -> Path | None:
+    """A Chromium executable: ``$COURSE_CHROMIUM``, Debian's or Ubuntu's, else Playwright's own; None when none is installed."""
+    candidates = [Path(os.environ["COURSE_CHROMIUM"])] if os.environ.get("COURSE_CHROMIUM") else []
+    candidates += list(BROWSER_PATHS)
+    try:
+        from playwright.sync_api import sync_playwright
+
+        with sync_playwright() as playwright:
+            candidates.append(Path(playwright.chromium.executable_path))
+    except Exception:  # no playwright package, or it cannot start here: only the system paths count
+        pass
+    return next((path for path in candidates if path.is_file()), None)
+
+
+def ensure_browser(install: bool | None = None) -> Path:
+    """A Chromium to drive the page with, installing Playwright's own when there is none and ``install``.
+
+    ``install`` defaults to True on Colab, which has no Chromium (the install prints its progress and
+    takes a minute or two); elsewhere a missing browser raises ``BrowserMissingError`` saying how to get one.
+    """
+    found = find_browser()
+    if found is not None:
+        return found
+    if install is None:
+        install = "google.colab" in sys.modules
+    how = ("sudo apt-get install -y chromium (Debian; scripts/setup.sh does it as root), or "
+           f"{sys.executable} -m playwright install --with-deps chromium")
+    if not install:
+        raise BrowserMissingError(f"no Chromium found (looked at {', '.join(map(str, BROWSER_PATHS))} and Playwright's): {how}")
+    print("no Chromium here: installing Playwright's (python -m playwright install --with-deps chromium)", flush=True)
+    done = subprocess.run([sys.executable, "-m", "playwright", "install", "--with-deps", "chromium"])
+    found = find_browser()
+    if done.returncode != 0 or found is None:
+        raise BrowserMissingError(f"installing Playwright's Chromium failed (exit {done.returncode}, output above): {how}")
+    return found
 
 
 def drive_page(url: str, *, model: str, dtype: str = "q8", instruction: str = "Explain Albedo.",
                max_new_tokens: int = 32, screenshot: Path | str | None = None,
-               executable: Path | str = CHROMIUM) -> dict[str, Any]:
-    """Open the served page headless (Playwright + Debian's Chromium), ask greedily, return what it did.
+               executable: Path | str | None = None) -> dict[str, Any]:
+    """Open the served page headless (Playwright + Chromium: ``ensure_browser``'s), ask greedily, return what it did.
 
     Returns the page's result (``text``, ``tokenIds``, ``tps``...), the backend it chose (with the
     ONNX Runtime Web build and thread count on WASM) and the progress events; saves a phone-sized screenshot when ``screenshot`` is given. Raises
     ``RuntimeError`` with the page's own message when the model does not load.
     """
-    if not Path(executable).exists():
-        raise FileNotFoundError(f"{executable} is missing: install Chromium (`sudo apt-get install -y chromium`)")
+    executable = Path(executable) if executable is not None else ensure_browser()
+    if not executable.exists():
+        raise BrowserMissingError(f"{executable} is missing: install Chromium (`sudo apt-get install -y chromium`)")
     # Playwright's sync API refuses to run inside a running asyncio loop, which Jupyter has: a thread has none.
     from concurrent.futures import ThreadPoolExecutor
 
@@ -243,6 +288,58 @@ def _drive_page(url: str, model: str, dtype: str, instruction: str, max_new_toke
             browser.close()
 
 
+# A static Hugging Face Space serves the page with these (its README's `custom_headers`): without them
+# the page runs on one thread and Stop waits for the answer to end.
+SPACE_HEADERS = {"cross-origin-embedder-policy": "require-corp", "cross-origin-opener-policy": "same-origin",
+                 "cross-origin-resource-policy": "cross-origin"}
+SITE_FILES = ("index.html", "app.js", "worker.js", "style.css", "page.json")
+
+
+def stage_space(site_dir: Path | str, dest: Path | str, name: str = DEFAULT_NAME, *, title: str = "Corpus to Client") -> Path:
+    """A folder to publish as a static Hugging Face Space: the page, ``vendor/``, the deployed model
+    ``name`` (as ``models/<the page's default>/``, so the Space's address opens it) and a README whose
+    ``custom_headers`` give the cross-origin isolation headers. Returns ``dest``."""
+    site_dir, dest = Path(site_dir), Path(dest)
+    model = site_dir / "models" / name
+    missing = [str(site_dir / f) for f in SITE_FILES if not (site_dir / f).exists()]
+    if not vendor_is_current(site_dir):
+        missing.append(f"{site_dir / 'vendor'} (python -m helpers.deploy build)")
+    if not (model / "config.json").exists():
+        missing.append(f"{model} (deploy the model first: chapter 07, or python -m helpers.deploy deploy)")
+    if missing:
+        raise FileNotFoundError("cannot stage the Space, missing: " + "; ".join(missing))
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    for file in SITE_FILES:
+        shutil.copy2(site_dir / file, dest / file)
+    shutil.copytree(site_dir / "vendor", dest / "vendor")
+    shutil.copytree(model, dest / "models" / DEFAULT_NAME)
+    if (site_dir / "models" / "presets.json").exists():
+        shutil.copy2(site_dir / "models" / "presets.json", dest / "models" / "presets.json")
+    headers = "\n".join(f"  {key}: {value}" for key, value in SPACE_HEADERS.items())
+    (dest / "README.md").write_text(
+        f"---\ntitle: {title}\nsdk: static\napp_file: index.html\npinned: false\ncustom_headers:\n{headers}\n---\n\n"
+        f"A small language model fine-tuned by the Corpus to Client course, running in your browser with "
+        f"Transformers.js (the model: models/{DEFAULT_NAME}/, with its model card).\n", encoding="utf-8")
+    return dest
+
+
+def publish_space(staged: Path | str, repo_id: str, *, token: str | None = None, api: Any = None) -> str:
+    """Create (or update) the static Space ``repo_id`` ("you/corpus-to-client") from a ``stage_space``
+    folder; return the page's address. Needs a Hugging Face token with write access (``token``, or
+    ``huggingface-cli login`` / ``HF_TOKEN``)."""
+    if api is None:
+        from huggingface_hub import HfApi
+
+        api = HfApi(token=token)
+    api.create_repo(repo_id, repo_type="space", space_sdk="static", exist_ok=True)
+    api.upload_folder(folder_path=str(staged), repo_id=repo_id, repo_type="space",
+                      commit_message="Corpus to Client: the page and its model")
+    owner, space = repo_id.split("/", 1)
+    return f"https://{owner}-{space}.static.hf.space/".lower().replace("_", "-")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m helpers.deploy", description="Build, deploy to and serve the course's site/.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -257,12 +354,20 @@ def main(argv: list[str] | None = None) -> int:
     deploy_cmd.add_argument("model_dir", type=Path)
     deploy_cmd.add_argument("--name", default=DEFAULT_NAME)
     deploy_cmd.add_argument("--site", type=Path, default=SITE_DIR)
+    space_cmd = commands.add_parser("space", help="publish the page and a deployed model as a static Hugging Face Space")
+    space_cmd.add_argument("--repo", required=True, help="the Space, e.g. your-name/corpus-to-client")
+    space_cmd.add_argument("--name", default=DEFAULT_NAME, help="the deployed model (site/models/<name>/)")
+    space_cmd.add_argument("--site", type=Path, default=SITE_DIR)
+    space_cmd.add_argument("--staging", type=Path, default=REPO_ROOT / "runs" / "space", help="where the Space's files are gathered")
     args = parser.parse_args(argv)
     try:
         if args.command == "build":
             print(f"vendor: {build_site(args.site, force=args.force)}")
         elif args.command == "deploy":
             print(f"deployed: {deploy_model(args.model_dir, args.site, args.name)}; open ?model={args.name}")
+        elif args.command == "space":
+            staged = stage_space(args.site, args.staging, args.name)
+            print(f"published: {publish_space(staged, args.repo)} (the Space builds for a minute first)")
         else:
             if not vendor_is_current(args.site):
                 print("note: site/vendor/ is missing or outdated; run `python -m helpers.deploy build` first", file=sys.stderr)

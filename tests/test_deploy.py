@@ -141,3 +141,39 @@ def test_server_stays_quiet_when_a_client_hangs_up(site, capfd):
     except ValueError:
         server.handle_error(None, ("127.0.0.1", 0))
     assert "a real server bug" in capfd.readouterr().err
+
+
+def test_the_browser_is_found_where_it_is_or_its_absence_says_how_to_get_one(tmp_path, monkeypatch):
+    fake = tmp_path / "chromium"
+    fake.write_text("#!/bin/sh\n")
+    monkeypatch.setenv("COURSE_CHROMIUM", str(fake))
+    assert deploy.find_browser() == fake and deploy.ensure_browser(install=False) == fake
+    monkeypatch.setenv("COURSE_CHROMIUM", str(tmp_path / "nowhere"))
+    monkeypatch.setattr(deploy, "BROWSER_PATHS", (tmp_path / "no-chromium",))
+    found = deploy.find_browser()  # Playwright's own Chromium, when it has downloaded one here
+    if found is None:
+        with pytest.raises(deploy.BrowserMissingError, match="apt-get install -y chromium.*playwright install"):
+            deploy.ensure_browser(install=False)
+    else:
+        assert "ms-playwright" in str(found)
+
+
+def test_publish_space_creates_a_static_space_and_uploads_the_staged_folder(tmp_path):
+    calls = []
+
+    class FakeApi:
+        def create_repo(self, repo_id, **kwargs):
+            calls.append(("create_repo", repo_id, kwargs))
+
+        def upload_folder(self, **kwargs):
+            calls.append(("upload_folder", kwargs["repo_id"], kwargs))
+
+    url = deploy.publish_space(tmp_path, "Some_One/corpus-to-client", api=FakeApi())
+    assert url == "https://some-one-corpus-to-client.static.hf.space/"
+    assert calls[0] == ("create_repo", "Some_One/corpus-to-client", {"repo_type": "space", "space_sdk": "static", "exist_ok": True})
+    assert calls[1][2]["folder_path"] == str(tmp_path) and calls[1][2]["repo_type"] == "space"
+
+
+def test_staging_a_space_without_a_deployed_model_says_what_is_missing(tmp_path):
+    with pytest.raises(FileNotFoundError, match="deploy the model first"):
+        deploy.stage_space(deploy.SITE_DIR, tmp_path / "space", "never-deployed")

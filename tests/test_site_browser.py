@@ -298,3 +298,24 @@ def test_the_page_reads_the_rules_python_reads(site_url, page):
         assert f"{export.ONNX_SUBFOLDER}/{export.onnx_filename(dtype)}" in page.text_content("#error"), dtype
     assert not _open(page, site_url, "model=test-tiny-gpt2&dtype=int3")["ready"]
     assert f"one of {', '.join(export.DTYPE_SUFFIX)}" in page.text_content("#error")
+
+
+def test_the_staged_space_is_the_whole_page_with_its_headers(site_url, page, tmp_path):
+    """What publish_space uploads works on its own: served as a static Space serves it, the page answers
+    with the deployed model, opened at its plain address (no ?model=)."""
+    import yaml
+
+    staged = deploy.stage_space(deploy.SITE_DIR, tmp_path / "space", "test-tiny-gpt2")
+    front = yaml.safe_load((staged / "README.md").read_text().split("---")[1])
+    assert front["sdk"] == "static" and front["custom_headers"] == deploy.SPACE_HEADERS
+    assert sorted(p.name for p in (staged / "models").iterdir()) == [deploy.DEFAULT_NAME, "presets.json"]
+    server, url = deploy.serve(staged)
+    try:
+        state = _open(page, url, "dtype=fp32")
+        assert state["ready"], state
+        result = _generate(page, INSTRUCTION, 8)
+        reference = export.reference_generation(staged / "models" / deploy.DEFAULT_NAME, INSTRUCTION, max_new_tokens=8)
+        assert result["tokenIds"] == reference["token_ids"]
+    finally:
+        server.shutdown()
+        server.server_close()
