@@ -129,6 +129,48 @@ def mount_drive(mountpoint: Path | str | None = None) -> Path | None:
     return mountpoint / "MyDrive"
 
 
+FOLDER_TYPE = "application/vnd.google-apps.folder"
+
+
+def _quoted(name: str) -> str:
+    return "'" + name.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def purge_trashed_checkpoints(folder: Path | str, *, service: Any = None,
+                              drive_root: Path | str | None = None) -> list[str]:
+    """Permanently delete the checkpoints the Trainer rotated out of ``folder``, a folder on Drive; return their names.
+
+    On a mounted Drive a deleted file goes to the trash, where it still counts against the account's
+    storage (15 GB free) for 30 days: every checkpoint ``save_total_limit`` rotates out, about 1 GB for
+    distilgpt2, stays there. This asks the Drive API (on Colab, after ``google.colab.auth``'s consent)
+    for the trashed ``checkpoint-*`` folders whose parent is ``folder`` and deletes them for good;
+    nothing outside that folder, and nothing not in the trash, is touched. ``service``: a Drive v3
+    client (``googleapiclient.discovery.build("drive", "v3")``), made here when not given.
+    """
+    drive_root = Path(drive_root) if drive_root is not None else DRIVE_MOUNTPOINT / "MyDrive"
+    relative = Path(folder).relative_to(drive_root)  # ValueError: not a folder on Drive
+    if service is None:
+        from google.colab import auth  # only importable on Colab
+        from googleapiclient.discovery import build
+
+        auth.authenticate_user()
+        service = build("drive", "v3")
+    parent = "root"
+    for name in relative.parts:
+        found = service.files().list(
+            q=f"name = {_quoted(name)} and {_quoted(parent)} in parents and mimeType = '{FOLDER_TYPE}' and trashed = false",
+            fields="files(id, name)").execute()["files"]
+        if not found:
+            return []
+        parent = found[0]["id"]
+    trashed = service.files().list(
+        q=f"{_quoted(parent)} in parents and trashed = true and name contains 'checkpoint-'",
+        fields="files(id, name)").execute()["files"]
+    for item in trashed:
+        service.files().delete(fileId=item["id"]).execute()
+    return sorted(item["name"] for item in trashed)
+
+
 def choose_precision(device: Any = None) -> str:
     """``"bf16"``, ``"fp16"`` or ``"fp32"``: the mixed precision the hardware trains best in.
 

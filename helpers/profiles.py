@@ -159,7 +159,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "finetune_epochs": 2,
         # Each evaluation saves a checkpoint of about 1 GB (distilgpt2 in fp32 with AdamW's two moments) to
         # Drive. About 2,000 steps in all: every 500 makes 4, of which 2 rotate out into Drive's trash,
-        # where they still count against a free account's 15 GB until it is emptied (README: On Colab).
+        # where they still count against a free account's 15 GB (chapter 05 then deletes them for good).
         "finetune_eval_steps": 500,
         "checkpoint_dir": "drive",
     },

@@ -91,3 +91,60 @@ def test_the_set_up_report_does_not_import_the_fine_tuning_stack():
             "print(sorted(name for name in ('helpers.finetune', 'peft') if name in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT, check=True)
     assert done.stdout.strip() == "[]", done.stdout + done.stderr
+
+
+class FakeDrive:
+    """Just enough of the Drive v3 API: files().list(q=...) for the queries purge_trashed_checkpoints
+    makes (parsed here, so a changed query fails), and files().delete(fileId=...)."""
+
+    def __init__(self, items):
+        self.items = {item["id"]: item for item in items}
+        self.deleted = []
+
+    def files(self):
+        return self
+
+    def list(self, q, fields):
+        import re
+
+        clauses = dict.fromkeys(["name", "parent", "folder", "trashed", "prefix"])
+        if m := re.search(r"name = '((?:[^'\\]|\\.)*)'", q):
+            clauses["name"] = m.group(1).replace("\\'", "'")
+        clauses["parent"] = re.search(r"'([^']*)' in parents", q).group(1)
+        clauses["folder"] = "mimeType = 'application/vnd.google-apps.folder'" in q
+        clauses["trashed"] = re.search(r"trashed = (true|false)", q).group(1) == "true"
+        if m := re.search(r"name contains '([^']*)'", q):
+            clauses["prefix"] = m.group(1)
+        found = [item for item in self.items.values()
+                 if item["parent"] == clauses["parent"] and item["trashed"] == clauses["trashed"]
+                 and (clauses["name"] is None or item["name"] == clauses["name"])
+                 and (not clauses["folder"] or item["folder"])
+                 and (clauses["prefix"] is None or clauses["prefix"] in item["name"])]
+        return types.SimpleNamespace(execute=lambda: {"files": [{"id": i["id"], "name": i["name"]} for i in found]})
+
+    def delete(self, fileId):
+        self.deleted.append(fileId)
+        return types.SimpleNamespace(execute=lambda: self.items.pop(fileId))
+
+
+def test_rotated_checkpoints_are_deleted_from_drives_trash_and_nothing_else(tmp_path):
+    def folder(id_, name, parent, trashed=False):
+        return {"id": id_, "name": name, "parent": parent, "trashed": trashed, "folder": True}
+
+    drive = FakeDrive([
+        folder("c", "corpus-to-client", "root"), folder("p", "colab", "c"), folder("k", "checkpoints", "p"),
+        folder("m", "full", "k"),
+        folder("old1", "checkpoint-500", "m", trashed=True), folder("old2", "checkpoint-1000", "m", trashed=True),
+        folder("live", "checkpoint-1500", "m"),  # kept by the Trainer: not in the trash
+        folder("mine", "checkpoint-7", "elsewhere", trashed=True),  # the attendee's own, another folder
+        folder("note", "notes", "m", trashed=True),  # trashed, in the folder, but not a checkpoint
+    ])
+    mydrive = tmp_path / "drive" / "MyDrive"
+    purged = colab.purge_trashed_checkpoints(mydrive / "corpus-to-client/colab/checkpoints/full", service=drive,
+                                             drive_root=mydrive)
+    assert purged == ["checkpoint-1000", "checkpoint-500"] and sorted(drive.deleted) == ["old1", "old2"]
+    assert {"live", "mine", "note"} <= set(drive.items)
+    assert colab.purge_trashed_checkpoints(mydrive / "corpus-to-client/full/checkpoints", service=drive,
+                                           drive_root=mydrive) == []  # no such folder: nothing asked, nothing deleted
+    with pytest.raises(ValueError):
+        colab.purge_trashed_checkpoints(tmp_path / "not-on-drive", service=drive, drive_root=mydrive)

@@ -12,8 +12,9 @@ folder for the run. The stand-ins are faithful where it matters:
   pretrained tokenizer (SmolLM2's byte-level BPE, without a chat template, like distilgpt2's), random
   weights and two layers, given as a folder where the profile names a Hub model.
 
-Profile values are shrunk with ``overrides`` (the papermill parameter every chapter has) so that the
-nine chapters take minutes on a CPU.
+Profile values are shrunk with ``overrides`` (the papermill parameter every chapter has) and one
+directly as papermill's own parameter (``-p max_articles 16``), so that the nine chapters take
+minutes on a CPU.
 """
 from __future__ import annotations
 
@@ -123,7 +124,6 @@ def test_each_chapter_in_its_own_runtime_finds_the_run_on_drive(tmp_path, monkey
     overrides = {
         "dump_source": dump_host + "simplewiki-latest-pages-articles-multistream.xml.bz2",
         "dump_index_source": dump_host + "simplewiki-latest-pages-articles-multistream-index.txt.bz2",
-        "max_articles": 16,
         "model_name": str(hub_model),
         "tokenizer_name": str(hub_model),
         "finetune_max_steps": 4,
@@ -147,7 +147,9 @@ def test_each_chapter_in_its_own_runtime_finds_the_run_on_drive(tmp_path, monkey
         try:
             papermill.execute_notebook(
                 str(copy / "notebooks" / f"{stem}.ipynb"), str(executed), cwd=str(copy / "notebooks"),
-                parameters={"profile": "colab", "run_dir": str(run), "overrides": overrides, "mount_drive": False},
+                # max_articles as papermill's own parameter (-p max_articles 16), the rest as overrides
+                parameters={"profile": "colab", "run_dir": str(run), "overrides": overrides, "mount_drive": False,
+                            "max_articles": 16},
                 kernel_name="python3", progress_bar=False)
         except papermill.PapermillExecutionError as error:
             pytest.fail(f"{chapter} failed in its own runtime: {error.ename}: {error.evalue}")
@@ -158,3 +160,4 @@ def test_each_chapter_in_its_own_runtime_finds_the_run_on_drive(tmp_path, monkey
     assert (run / "01_dump" / "downloads" / "simplewiki-latest-pages-articles-multistream.xml.bz2.sha1").exists()
     assert course.chapter_input(run, "onnx_model").is_dir() and course.missing_chapters(run, "08_troubleshooting") == []
     assert summary["chapters"]["06_export"]["metrics"]["greedy_match"] is True
+    assert summary["chapters"]["01_dump"]["metrics"]["articles_kept"] == 16  # papermill's -p reached params
