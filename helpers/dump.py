@@ -31,6 +31,7 @@ from typing import IO, Any
 from helpers.download import (
     checksums_url,
     download,
+    download_sample,
     local_source,
     published_sha1,
 )

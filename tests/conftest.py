@@ -1,6 +1,11 @@
 """Shared fixtures: the real tiny corpus, parsed and cleaned once per test session."""
 from __future__ import annotations
 
+import hashlib
+import http.server
+import io
+import threading
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -166,3 +171,81 @@ def exported_chat_llama(tmp_path_factory, smollm2_tokenizer) -> Path:
     folder = _save_tiny_model(_random_llama(smollm2_tokenizer, tie_word_embeddings=True), smollm2_tokenizer,
                               tmp_path_factory.mktemp("chat-llama"))
     return export.export_onnx(folder, tmp_path_factory.mktemp("chat-llama-onnx") / "model", dtypes=("fp32", "q8"))
+
+
+# --- A dump host: Simple English Wikipedia's layout, served over HTTP (chapter 01 on Colab) ---
+
+
+class DumpHostHandler(http.server.SimpleHTTPRequestHandler):
+    """Static files with ``Range: bytes=a-b``, ``If-Range`` and ``ETag`` (SimpleHTTPRequestHandler has
+    none of them): enough of dumps.wikimedia.org. ``requests`` records what was asked."""
+
+    requests: list[tuple[str, str | None]] = []
+
+    def send_head(self):
+        self.requests.append((self.path, self.headers.get("Range")))
+        path = Path(self.translate_path(self.path))
+        if not path.is_file():
+            return super().send_head()
+        data = path.read_bytes()
+        etag = f'"{len(data)}-{int(path.stat().st_mtime)}"'
+        start, stop = 0, len(data)
+        wanted = self.headers.get("Range")
+        if wanted and self.headers.get("If-Range") in (None, etag):
+            first, _, last = wanted.split("=", 1)[1].partition("-")
+            start, stop = int(first), (int(last) + 1 if last else len(data))
+            self.send_response(206)
+        else:
+            self.send_response(200)
+        self.send_header("ETag", etag)
+        self.send_header("Content-Length", str(stop - start))
+        self.end_headers()
+        return io.BytesIO(data[start:stop])
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture(scope="session")
+def dump_host(tmp_path_factory, tiny_dump):
+    """simplewiki/latest/ with a multistream dump of the shipped pages, its index and SHA-1 sums, over HTTP."""
+    from helpers import dump
+
+    root = tmp_path_factory.mktemp("dumps")
+    latest = root / "simplewiki" / "latest"
+    latest.mkdir(parents=True)
+    dump_file = latest / "simplewiki-latest-pages-articles-multistream.xml.bz2"
+    index_file = latest / "simplewiki-latest-pages-articles-multistream-index.txt.bz2"
+    dump.build_multistream(tiny_dump, dump_file, index_file, pages_per_stream=10)
+    sums = "".join(f"{hashlib.sha1(path.read_bytes()).hexdigest()}  {path.name.replace('-latest-', '-20261101-')}\n"
+                   for path in (dump_file, index_file))
+    (latest / "simplewiki-latest-sha1sums.txt").write_text(sums)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(DumpHostHandler, directory=str(root)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}/simplewiki/latest/"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture()
+def dump_host_requests(dump_host) -> list[tuple[str, str | None]]:
+    """The (path, Range) of every request the dump host answers from now on."""
+    DumpHostHandler.requests.clear()
+    return DumpHostHandler.requests
+
+
+@pytest.fixture()
+def serve_folder():
+    """Serve a folder as the dump host serves its own (Range, If-Range, ETag); returns its base URL."""
+    servers = []
+
+    def start(folder: Path) -> str:
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(DumpHostHandler, directory=str(folder)))
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_port}/"
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()

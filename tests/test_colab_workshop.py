@@ -18,68 +18,18 @@ minutes on a CPU.
 """
 from __future__ import annotations
 
-import http.server
-import io
 import shutil
 import subprocess
 import sys
-import threading
-from functools import partial
 from pathlib import Path
 
 import pytest
 
-from helpers import course, dump
+from helpers import course
 from helpers.profiles import REPO_ROOT
 
 # Not tracked by git but needed by the chapters: the vendored Transformers.js (07) and WordNet (02).
 GENERATED = ("site/vendor", "nltk_data")
-
-
-class QuietHandler(http.server.SimpleHTTPRequestHandler):
-    """Static files with Range and ETag (SimpleHTTPRequestHandler has neither): enough of a dump host."""
-
-    def send_head(self):
-        path = Path(self.translate_path(self.path))
-        if not path.is_file():
-            return super().send_head()
-        data = path.read_bytes()
-        etag = f'"{len(data)}-{int(path.stat().st_mtime)}"'
-        start = 0
-        wanted = self.headers.get("Range")
-        if wanted and self.headers.get("If-Range") in (None, etag):
-            start = int(wanted.split("=")[1].split("-")[0])
-            self.send_response(206)
-        else:
-            self.send_response(200)
-        self.send_header("ETag", etag)
-        self.send_header("Content-Length", str(len(data) - start))
-        self.end_headers()
-        return io.BytesIO(data[start:])
-
-    def log_message(self, *args) -> None:
-        pass
-
-
-@pytest.fixture(scope="module")
-def dump_host(tmp_path_factory, tiny_dump):
-    """simplewiki/latest/ with a multistream dump of the shipped pages, its index and SHA-1 sums, over HTTP."""
-    import hashlib
-
-    root = tmp_path_factory.mktemp("dumps")
-    latest = root / "simplewiki" / "latest"
-    latest.mkdir(parents=True)
-    dump_file = latest / "simplewiki-latest-pages-articles-multistream.xml.bz2"
-    index_file = latest / "simplewiki-latest-pages-articles-multistream-index.txt.bz2"
-    dump.build_multistream(tiny_dump, dump_file, index_file, pages_per_stream=10)
-    sums = "".join(f"{hashlib.sha1(path.read_bytes()).hexdigest()}  {path.name.replace('-latest-', '-20261101-')}\n"
-                   for path in (dump_file, index_file))
-    (latest / "simplewiki-latest-sha1sums.txt").write_text(sums)
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(QuietHandler, directory=str(root)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}/simplewiki/latest/"
-    server.shutdown()
-    server.server_close()
 
 
 @pytest.fixture(scope="module")
@@ -126,6 +76,7 @@ def test_each_chapter_in_its_own_runtime_finds_the_run_on_drive(tmp_path, monkey
         "dump_index_source": dump_host + "simplewiki-latest-pages-articles-multistream-index.txt.bz2",
         "model_name": str(hub_model),
         "tokenizer_name": str(hub_model),
+        "dump_sample_pages": 100,  # the first 10 of the 12 page streams: 90 pages hold the first 16 articles
         "finetune_max_steps": 4,
         "finetune_eval_steps": 2,
         "finetune_batch_size": 4,
@@ -157,7 +108,10 @@ def test_each_chapter_in_its_own_runtime_finds_the_run_on_drive(tmp_path, monkey
     summary = course.read_summary(run)
     assert list(summary["chapters"]) == list(course.CHAPTERS)
     assert all("metrics" in entry for entry in summary["chapters"].values())
-    assert (run / "01_dump" / "downloads" / "simplewiki-latest-pages-articles-multistream.xml.bz2.sha1").exists()
+    downloads = run / "01_dump" / "downloads"
+    assert (downloads / "simplewiki-latest-pages-articles-multistream-index.txt.bz2.sha1").exists()  # verified
+    sample = downloads / "simplewiki-latest-pages-articles-multistream.first-100-pages.xml.bz2"
+    assert sample.exists() and not (downloads / "simplewiki-latest-pages-articles-multistream.xml.bz2").exists()
     assert course.chapter_input(run, "onnx_model").is_dir() and course.missing_chapters(run, "08_troubleshooting") == []
     assert summary["chapters"]["06_export"]["metrics"]["greedy_match"] is True
     assert summary["chapters"]["01_dump"]["metrics"]["articles_kept"] == 16  # papermill's -p reached params

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import urllib.parse
+import urllib.request
 import tracemalloc
 from pathlib import Path
 
@@ -623,3 +624,39 @@ def test_without_published_sums_the_download_says_it_is_unverified(tmp_path, dum
     assert dest.read_bytes() == RangeHandler.payload and "unverified" in capsys.readouterr().out
     assert dump.checksums_url(dump_server).endswith("/simplewiki/latest/simplewiki-latest-sha1sums.txt")
     assert dump.checksums_url("https://example.org/files/corpus.xml.bz2") is None
+
+
+def test_a_sample_downloads_only_the_first_streams_and_is_a_dump_of_its_own(tmp_path, dump_host, dump_host_requests, tiny_dump):
+    from helpers.download import CLOSING_STREAM
+
+    name = "simplewiki-latest-pages-articles-multistream"
+    sample, index = dump.download_sample(f"{dump_host}{name}.xml.bz2", f"{dump_host}{name}-index.txt.bz2",
+                                         tmp_path, 35, progress=False)
+    assert sample.name == f"{name}.first-35-pages.xml.bz2" and index.name == f"{name}-index.first-35-pages.txt.bz2"
+    entries = dump.read_multistream_index(index)
+    assert len(entries) == 40  # 35 pages need the first 4 streams of 10
+    ranges = [asked for path, asked in dump_host_requests if path.endswith(f"{name}.xml.bz2")]
+    assert len(ranges) == 1 and ranges[0].startswith("bytes=0-")  # one request, for the first bytes only
+    downloaded = int(ranges[0].split("-")[1]) + 1
+    assert sample.stat().st_size == downloaded + len(CLOSING_STREAM)
+    with urllib.request.urlopen(f"{dump_host}{name}.xml.bz2") as response:
+        assert downloaded < len(response.read()) / 2  # 4 of 12 page streams (plus the header)
+    pages = list(dump.iter_pages(sample))  # a whole dump of its own: the parser reads it to its closing tag
+    assert [p.title for p in pages] == [p.title for p in dump.iter_pages(tiny_dump)][:40]
+    last = max(entries.values(), key=lambda e: e.offset)
+    assert dump.fetch_articles(sample, entries, [last.title])[0]["title"] == last.title
+    dump_host_requests.clear()
+    assert dump.download_sample(f"{dump_host}{name}.xml.bz2", f"{dump_host}{name}-index.txt.bz2", tmp_path, 35,
+                                progress=False) == (sample, index)
+    assert not [r for r in dump_host_requests if r[0].endswith(".xml.bz2")], "a finished sample is not fetched again"
+
+
+def test_a_sample_whose_index_is_another_dumps_is_refused(tmp_path, tiny_dump, serve_folder):
+    host = tmp_path / "host"
+    dump.build_multistream(tiny_dump, host / "x-latest-a.xml.bz2", tmp_path / "index-10.txt.bz2", pages_per_stream=10)
+    dump.build_multistream(tiny_dump, tmp_path / "other.xml.bz2", host / "x-latest-a-index.txt.bz2", pages_per_stream=7)
+    base = serve_folder(host)
+    with pytest.raises(dump.DownloadError, match="no bz2 stream starts at byte .* the index is not this dump's"):
+        dump.download_sample(base + "x-latest-a.xml.bz2", base + "x-latest-a-index.txt.bz2", tmp_path / "dl", 30,
+                             progress=False)
+    assert not (tmp_path / "dl" / "x-latest-a.first-30-pages.xml.bz2").exists()  # nothing wrong left in place
