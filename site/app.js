@@ -202,61 +202,92 @@ function wasmLabel(numThreads) {
   return `WASM (CPU, ${count} thread${count === 1 ? "" : "s"}${why})`;
 }
 
-function startWorker() {
-  const worker = new Worker(new URL("./worker.js", import.meta.url), { type: "module" });
-  // Stop is a flag in memory shared with the worker (see worker.js); without cross-origin isolation
-  // only the message remains, which a WASM generation reads when it has finished.
-  const stopFlag = self.crossOriginIsolated ? new Int32Array(new SharedArrayBuffer(4)) : null;
-  let streamed = "";
-  worker.addEventListener("message", ({ data }) => {
-    state.events.push(data.type === "progress" ? { type: "progress", status: data.status, file: data.file } : { type: data.type });
-    switch (data.type) {
-      case "status":
-        ui.status.textContent = data.text;
-        break;
-      case "progress":
-        renderProgress(data);
-        break;
-      case "ready":
-        state.ready = true;
-        state.device = data.device;
-        state.timings.ready = performance.now();
-        state.timings.pipelineLoad = data.loadMs; // the worker's pipeline() call alone
-        state.numThreads = data.numThreads;
-        state.ortBuild = data.ortBuild; // which ONNX Runtime Web build runs: plain (CPU) or jsep
-        state.dtype = data.dtype; // what "auto" became, or what was asked
-        state.note = data.note ?? null; // why the backend differs from the one asked for
-        ui.model.textContent = `${modelName} (${data.dtype})`;
-        ui.backend.textContent = data.device === "webgpu" ? "WebGPU" : wasmLabel(data.numThreads);
-        state.fallbackFrom = data.fallbackFrom ?? null;
-        ui.status.textContent = data.note ? `Ready. ${data.note}.` : "Ready.";
-        ui.generate.disabled = false;
-        break;
-      case "token":
-        streamed += data.text;
-        ui.output.textContent = streamed; // textContent: model output is never parsed as HTML
-        if (data.tps) ui.speed.textContent = `${data.tokens} tokens · ${data.tps.toFixed(1)} tokens/s`;
-        break;
-      case "complete": {
-        const answer = cutAtStopStrings(data.text, state.template);
-        state.result = { ...data, rawText: data.text, text: answer };
-        ui.output.textContent = answer;
-        ui.speed.textContent = `${data.tokens} tokens · ${data.tps ? data.tps.toFixed(1) : "–"} tokens/s${data.interrupted ? " · stopped" : ""}`;
-        state.generating = false;
-        ui.generate.disabled = false;
-        ui.stop.disabled = true;
-        ui.status.textContent = data.interrupted ? "Stopped." : "Done.";
+// The worker in use, and the flag shared with it (Stop). A generation that fails may leave ONNX
+// Runtime's session unusable (every later run fails too), so after an error the page starts a fresh
+// worker and loads the model again: the next question works without reloading the page.
+let worker = null;
+let stopFlag = null;
+let streamed = "";
+
+function onWorkerMessage({ data }) {
+  state.events.push(data.type === "progress" ? { type: "progress", status: data.status, file: data.file } : { type: data.type });
+  switch (data.type) {
+    case "status":
+      ui.status.textContent = data.text;
+      break;
+    case "progress":
+      renderProgress(data);
+      break;
+    case "ready":
+      state.ready = true;
+      state.device = data.device;
+      state.timings.ready = performance.now();
+      state.timings.pipelineLoad = data.loadMs; // the worker's pipeline() call alone
+      state.numThreads = data.numThreads;
+      state.ortBuild = data.ortBuild; // which ONNX Runtime Web build runs: plain (CPU) or jsep
+      state.dtype = data.dtype; // what "auto" became, or what was asked
+      state.note = data.note ?? null; // why the backend differs from the one asked for
+      state.contextLength = data.contextLength; // positions the model reads, question and answer together
+      ui.model.textContent = `${modelName} (${data.dtype})`;
+      ui.backend.textContent = data.device === "webgpu" ? "WebGPU" : wasmLabel(data.numThreads);
+      state.fallbackFrom = data.fallbackFrom ?? null;
+      ui.status.textContent = data.note ? `Ready. ${data.note}.` : "Ready.";
+      ui.generate.disabled = false;
+      break;
+    case "token":
+      streamed += data.text;
+      ui.output.textContent = streamed; // textContent: model output is never parsed as HTML
+      if (data.tps) ui.speed.textContent = `${data.tokens} tokens · ${data.tps.toFixed(1)} tokens/s`;
+      break;
+    case "complete": {
+      const answer = cutAtStopStrings(data.text, state.template);
+      state.result = { ...data, rawText: data.text, text: answer };
+      ui.output.textContent = answer;
+      const limited = data.limitedByContext ? ` · limited to ${data.maxNewTokens} new tokens by the model's ${state.contextLength}-token context` : "";
+      ui.speed.textContent = `${data.tokens} tokens · ${data.tps ? data.tps.toFixed(1) : "–"} tokens/s${data.interrupted ? " · stopped" : ""}${limited}`;
+      state.generating = false;
+      ui.generate.disabled = false;
+      ui.stop.disabled = true;
+      ui.status.textContent = data.interrupted ? "Stopped." : "Done.";
+      break;
+    }
+    case "error":
+      state.generating = false;
+      ui.stop.disabled = true;
+      if (data.kind === "context") {  // nothing ran: the worker is fine, the question was too long
+        state.error = data.message;
+        ui.error.textContent = `Too long: ${data.message}`;
+        ui.status.textContent = "Ready.";
+        ui.generate.disabled = !state.ready;
         break;
       }
-      case "error":
-        state.generating = false;
-        ui.stop.disabled = true;
-        ui.generate.disabled = !state.ready;
-        showError(`The model could not ${data.stage === "load" ? "be loaded" : "generate"}: ${data.message}`);
-        break;
-    }
-  });
+      showError(`The model could not ${data.stage === "load" ? "be loaded" : "generate"}: ${data.message}`);
+      if (data.stage === "generate") {
+        state.restarts = (state.restarts ?? 0) + 1;
+        spawnWorker();
+        ui.status.textContent = "Loading the model again after the error, so that the next question works…";
+      } else {
+        ui.generate.disabled = true;
+      }
+      break;
+  }
+}
+
+function spawnWorker() {
+  worker?.terminate();
+  state.ready = false;
+  ui.generate.disabled = true;
+  worker = new Worker(new URL("./worker.js", import.meta.url), { type: "module" });
+  // Stop is a flag in memory shared with the worker (see worker.js); without cross-origin isolation
+  // only the message remains, which a WASM generation reads when it has finished.
+  stopFlag = self.crossOriginIsolated ? new Int32Array(new SharedArrayBuffer(4)) : null;
+  worker.addEventListener("message", onWorkerMessage);
   worker.addEventListener("error", (event) => showError(`The model worker failed to start: ${event.message ?? "unknown error"}. Was the site built (vendor/)? Run \`python -m helpers.deploy build\`.`));
+  state.timings.loadRequested = performance.now();
+  worker.postMessage({ type: "load", model: modelName, dtype, device, stopFlag, threads, ortBuild, rules });
+}
+
+function startWorker() {
   ui.form.addEventListener("submit", (event) => {
     event.preventDefault();
     if (!state.ready || state.generating) return;
@@ -265,6 +296,7 @@ function startWorker() {
     streamed = "";
     ui.output.textContent = "";
     ui.error.textContent = "";
+    state.error = null;
     state.result = null;
     state.generating = true;
     ui.generate.disabled = true;
@@ -282,8 +314,7 @@ function startWorker() {
   });
   ui.preset.addEventListener("change", () => applyPreset(ui.preset.value));
   for (const key of CONTROLS) $(key).addEventListener("input", () => { ui.preset.value = "custom"; });
-  state.timings.loadRequested = performance.now();
-  worker.postMessage({ type: "load", model: modelName, dtype, device, stopFlag, threads, ortBuild, rules });
+  spawnWorker();
 }
 
 async function main() {

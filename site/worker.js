@@ -33,6 +33,10 @@ env.useBrowserCache = false;
 // page.json's "wasm_only_dtypes". Its "auto_dtype" is what Transformers.js itself defaults to on each backend.
 
 let generator = null;
+// How many positions the model reads, prompt and answer together (config.json's max_position_embeddings,
+// or GPT-2's n_positions). Past it the position embeddings run out: ONNX Runtime fails ("Gather ...
+// idx=512 must be within [-512,511]") and leaves the session unusable, so generate() never goes there.
+let contextLength = null;
 // [stop]
 // The stop button's way in: a stopping criterion that generate() checks after every token.
 const stopper = new InterruptableStoppingCriteria();
@@ -77,16 +81,18 @@ async function load({ model, dtype, device, threads, ortBuild, rules }) {
   // [/pipeline]
   try {
     generator = await tryDevice(wanted);
+    contextLength = generator.model.config.max_position_embeddings ?? generator.model.config.n_positions ?? null;
     self.postMessage({ type: "ready", model, dtype, device: wanted, note, loadMs: performance.now() - begin,
-                       numThreads: env.backends.onnx.wasm.numThreads, ortBuild: build });
+                       numThreads: env.backends.onnx.wasm.numThreads, ortBuild: build, contextLength });
   } catch (error) {
     if (wanted !== "webgpu") throw error;
     // A GPU the browser exposes but cannot run this graph on: fall back to WASM and say so.
     self.postMessage({ type: "status", text: `WebGPU failed (${error.message}); falling back to WASM` });
     generator = await tryDevice("wasm");
+    contextLength = generator.model.config.max_position_embeddings ?? generator.model.config.n_positions ?? null;
     self.postMessage({ type: "ready", model, dtype, device: "wasm", fallbackFrom: "webgpu", note: `WebGPU failed (${error.message}), using WASM`,
                        loadMs: performance.now() - begin,
-                       numThreads: env.backends.onnx.wasm.numThreads, ortBuild: build });
+                       numThreads: env.backends.onnx.wasm.numThreads, ortBuild: build, contextLength });
   }
 }
 
@@ -119,10 +125,27 @@ async function generate({ prompt, options }) {
   // The exact text the model is prompted with, reported so the tests can compare it with Python's.
   const promptText = typeof prompt === "string" ? prompt
     : generator.tokenizer.apply_chat_template(prompt, { tokenize: false, add_generation_prompt: true });
+  // [context]
+  // Prompt and answer share the model's context: count the prompt's tokens as the pipeline will (a
+  // rendered chat holds its special tokens already), refuse a prompt that fills it, and cap the answer
+  // at the room that is left.
+  const promptTokens = generator.tokenizer.encode(promptText, {
+    add_special_tokens: typeof prompt === "string" ? Boolean(options.add_special_tokens) : false,
+  }).length;
+  const room = contextLength ? contextLength - promptTokens : Infinity;
+  if (room < 1) {
+    self.postMessage({ type: "error", stage: "generate", kind: "context", promptTokens, contextLength,
+      message: `the question is ${promptTokens} tokens long, and this model reads at most ${contextLength} tokens, ` +
+               "question and answer together. Shorten the question and ask again." });
+    return;
+  }
+  const maxNewTokens = Math.min(options.max_new_tokens ?? 20, room);
+  // [/context]
   begin = performance.now();
   // [generate]
   const [output] = await generator(prompt, {
     ...options, // the page's settings: do_sample, temperature, top_k, top_p, max_new_tokens...
+    max_new_tokens: maxNewTokens, // never past the model's context
     return_full_text: false, // the answer only, not the prompt before it
     streamer,
     stopping_criteria: stopper,
@@ -141,6 +164,9 @@ async function generate({ prompt, options }) {
     seconds,
     tps: seconds > 0 ? tokenIds.length / seconds : null,
     interrupted: stopper.interrupted,
+    promptTokens,
+    maxNewTokens,
+    limitedByContext: maxNewTokens < (options.max_new_tokens ?? 20),
   });
 }
 
@@ -153,6 +179,7 @@ self.addEventListener("message", async ({ data }) => {
     else if (data.type === "generate") await generate(data);
     else if (data.type === "stop") stopper.interrupt();
   } catch (error) {
+    // After a failed run ONNX Runtime's session may be unusable: the page starts a new worker (app.js).
     self.postMessage({ type: "error", stage: data.type, message: String(error?.message ?? error) });
   }
 });

@@ -319,3 +319,45 @@ def test_the_staged_space_is_the_whole_page_with_its_headers(site_url, page, tmp
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_question_past_the_context_gets_a_plain_message_and_the_next_is_answered(site_url, page, course_tokenizer):
+    state = _open(page, site_url, "model=test-tiny-gpt2&dtype=fp32")
+    assert state["ready"] and page.evaluate("courseApp.contextLength") == 512  # the tiny GPT-2's n_positions
+    long_question = "Albedo is the fraction of light a surface reflects. " * 60
+    assert len(course_tokenizer(prompt.format_prompt(long_question))["input_ids"]) > 512
+    page.fill("#instruction", long_question)
+    page.click("#generate")
+    page.wait_for_function("courseApp.error !== null", timeout=60_000)
+    message = page.text_content("#error")
+    assert "Too long" in message and "at most 512 tokens" in message and "Shorten" in message
+    assert "Gather" not in message and "OrtRun" not in message  # a plain message, not ONNX Runtime's
+    assert page.evaluate("courseApp.ready") and page.text_content("#status") == "Ready."
+    assert page.is_enabled("#generate")
+    result = _generate(page, INSTRUCTION, 8)  # the same worker answers the next question
+    assert result["tokens"] >= 1 and page.evaluate("courseApp.error") is None
+
+
+def test_the_answer_is_capped_at_the_room_the_question_leaves(site_url, page, course_tokenizer):
+    _open(page, site_url, "model=test-tiny-gpt2&dtype=fp32")
+    question = "Albedo is the fraction of light a surface reflects. " * 34
+    prompt_tokens = len(course_tokenizer(prompt.format_prompt(question))["input_ids"])
+    assert 300 < prompt_tokens < 500, prompt_tokens
+    page.evaluate("courseApp.extraGenerationOptions = { min_new_tokens: 512 }")  # no early end: the cap must act
+    result = _generate(page, question, 512)
+    assert result["promptTokens"] == prompt_tokens and result["maxNewTokens"] == 512 - prompt_tokens
+    assert result["limitedByContext"] and result["tokens"] == 512 - prompt_tokens
+    assert f"limited to {512 - prompt_tokens} new tokens by the model's 512-token context" in page.text_content("#speed")
+
+
+def test_after_a_failed_generation_a_fresh_worker_answers_the_next_question(site_url, page):
+    _open(page, site_url, "model=test-tiny-gpt2&dtype=fp32")
+    page.evaluate("courseApp.extraGenerationOptions = { logits_processor: 42 }")  # makes generate() throw in the worker
+    page.fill("#instruction", INSTRUCTION)
+    page.click("#generate")
+    page.wait_for_function("courseApp.error !== null", timeout=60_000)
+    assert "could not generate" in page.text_content("#error")
+    page.wait_for_function("courseApp.restarts === 1 && courseApp.ready", timeout=120_000)
+    page.evaluate("courseApp.extraGenerationOptions = {}")
+    result = _generate(page, INSTRUCTION, 8)
+    assert result["tokens"] >= 1 and page.text_content("#status") == "Done."
