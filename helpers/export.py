@@ -43,7 +43,7 @@ import numpy as np
 
 from helpers import prompt as course_prompt
 from helpers.finetune import encode_prompt
-from helpers.profiles import PAGE_RULES, REPO_ROOT
+from helpers.profiles import PAGE_RULES
 
 # From site/page.json (helpers.profiles reads it). The dtype table is Transformers.js 3.8.1's
 # (src/utils/dtypes.js DEFAULT_DTYPE_SUFFIX_MAPPING): the file it requests for a dtype is

@@ -179,27 +179,21 @@ def test_early_stopping_exercise_knows_the_trainers_rule():
     history = [{"step": 10 * (i + 1), "val_loss": loss} for i, loss in enumerate((3.0, 2.5, 2.5, 2.6, 2.4))]
     assert [ts.early_stopping_reference(history, patience) for patience in (1, 2, 3)] == [(20, 30), (20, 40), (50, 50)]
 
-    def by_hand(history, patience):
-        best, kept, waited = float("inf"), None, 0
-        for row in history:
-            if row["val_loss"] < best:
-                best, kept, waited = row["val_loss"], row["step"], 0
-            else:
-                waited += 1
-                if waited == patience:
-                    return kept, row["step"]
-        return kept, history[-1]["step"]
+    def written_by_hand(improves):
+        def early_stopping(history, patience):
+            best, kept, waited = float("inf"), None, 0
+            for row in history:
+                if improves(row["val_loss"], best):
+                    best, kept, waited = row["val_loss"], row["step"], 0
+                else:
+                    waited += 1
+                    if waited == patience:
+                        return kept, row["step"]
+            return kept, history[-1]["step"]
+        return early_stopping
 
-    def ties_improve(history, patience):
-        best, kept, waited = float("inf"), None, 0
-        for row in history:
-            if row["val_loss"] <= best:
-                best, kept, waited = row["val_loss"], row["step"], 0
-            else:
-                waited += 1
-                if waited == patience:
-                    return kept, row["step"]
-        return kept, history[-1]["step"]
+    by_hand = written_by_hand(lambda loss, best: loss < best)
+    ties_improve = written_by_hand(lambda loss, best: loss <= best)  # the usual slip
 
     histories = {"a real-looking run": [{"step": s, "val_loss": v} for s, v in ((2, 2.0), (4, 1.8), (6, 1.9), (8, 2.1), (10, 1.7))]}
     assert ts.check_early_stopping(histories, None).startswith("not answered yet")
