@@ -132,6 +132,11 @@ function cutAtStopStrings(text, template) {
   return cut.trim();
 }
 
+// Greedy decoding ignores temperature, top-k and top-p: their fields are disabled unless sampling is on.
+function showSamplingFields() {
+  for (const id of ["temperature", "top_k", "top_p"]) $(id).disabled = !$("do_sample").checked;
+}
+
 function applyPreset(name) {
   const preset = state.presets[name];
   if (!preset) return;
@@ -163,7 +168,14 @@ async function loadPresets() {
 // [options]
 function generationOptions() {
   const doSample = $("do_sample").checked;
-  const number = (id) => Number($(id).value);
+  // A field left empty takes its default (Number("") would be 0: a repetition penalty of 0, an answer of
+  // dots), and a value outside the field's min/max is brought inside them.
+  const number = (id) => {
+    const input = $(id);
+    const value = input.value.trim() === "" || Number.isNaN(Number(input.value)) ? Number(input.defaultValue) : Number(input.value);
+    const inside = Math.min(Number(input.max || Infinity), Math.max(Number(input.min || -Infinity), value));
+    return input.step === "1" ? Math.round(inside) : inside; // counts (top-k, n-gram size, tokens) stay whole
+  };
   // num_beams: 1 overrides any beam search a model folder's generation_config.json may ask for
   // (Transformers.js merges that file into every call): the streamer and the stop flag follow one
   // sequence, and the page shows tokens as they come. The presets (presets.json) are greedy or sampled.
@@ -305,6 +317,7 @@ function startWorker() {
     if (stopFlag) Atomics.store(stopFlag, 0, 0);
     // add_special_tokens: tokenized as in training (prompt_template.json records it; helpers.prompt owns the rule)
     const options = { ...generationOptions(), add_special_tokens: state.template.add_special_tokens };
+    state.lastOptions = options; // what the tests check
     worker.postMessage({ type: "generate", prompt: formatPrompt(state.template, instruction), options });
   });
   ui.stop.addEventListener("click", () => {
@@ -312,8 +325,17 @@ function startWorker() {
     worker.postMessage({ type: "stop" });
     ui.status.textContent = "Stopping…";
   });
-  ui.preset.addEventListener("change", () => applyPreset(ui.preset.value));
+  ui.preset.addEventListener("change", () => { applyPreset(ui.preset.value); showSamplingFields(); });
   for (const key of CONTROLS) $(key).addEventListener("input", () => { ui.preset.value = "custom"; });
+  $("do_sample").addEventListener("change", showSamplingFields);
+  showSamplingFields();
+  // Enter sends, Shift+Enter starts a new line (and Enter while an input method composes does neither).
+  ui.instruction.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+      event.preventDefault();
+      ui.form.requestSubmit();
+    }
+  });
   spawnWorker();
 }
 

@@ -361,3 +361,43 @@ def test_after_a_failed_generation_a_fresh_worker_answers_the_next_question(site
     page.evaluate("courseApp.extraGenerationOptions = {}")
     result = _generate(page, INSTRUCTION, 8)
     assert result["tokens"] >= 1 and page.text_content("#status") == "Done."
+
+
+def test_the_settings_take_ordinary_values_and_empty_fields_fall_back_to_defaults(site_url, page):
+    _open(page, site_url, "model=test-tiny-gpt2&dtype=fp32")
+    page.uncheck("#do_sample")
+    assert all(page.is_disabled(f"#{name}") for name in ("temperature", "top_k", "top_p"))  # greedy ignores them
+    page.check("#do_sample")
+    assert not any(page.is_disabled(f"#{name}") for name in ("temperature", "top_k", "top_p"))
+    page.fill("#temperature", "0.73")
+    page.fill("#top_p", "0.92")
+    assert page.evaluate("['temperature', 'top_p'].every(id => document.getElementById(id).checkValidity())")
+    page.fill("#repetition_penalty", "")  # empty: the default (1.0), not Number("") = 0
+    page.fill("#top_k", "12.6")
+    page.fill("#max_new_tokens", "4")
+    result = _submit_and_wait(page)
+    options = page.evaluate("courseApp.lastOptions")
+    assert options["repetition_penalty"] == 1 and options["temperature"] == 0.73 and options["top_p"] == 0.92
+    assert options["top_k"] == 13 and options["max_new_tokens"] == 4 and result["tokens"] <= 4
+    page.fill("#repetition_penalty", "0")  # below the field's min: brought up to it
+    _submit_and_wait(page)
+    assert page.evaluate("courseApp.lastOptions.repetition_penalty") == 1
+
+
+def test_enter_sends_and_shift_enter_starts_a_new_line(site_url, page):
+    _open(page, site_url, "model=test-tiny-gpt2&dtype=fp32")
+    page.fill("#max_new_tokens", "4")
+    page.fill("#instruction", "Explain Albedo.")
+    page.press("#instruction", "Shift+Enter")
+    assert page.input_value("#instruction") == "Explain Albedo.\n" and page.evaluate("courseApp.result") is None
+    page.press("#instruction", "Enter")
+    page.wait_for_function("courseApp.result || courseApp.error", timeout=60_000)
+    assert page.evaluate("courseApp.result.tokens") >= 1
+    assert not [url for url in page.requested if url.endswith("favicon.ico")]  # no 404 for a missing icon
+
+
+def _submit_and_wait(page) -> dict:
+    page.evaluate("courseApp.result = null")
+    page.click("#generate")
+    page.wait_for_function("courseApp.result || courseApp.error", timeout=60_000)
+    return page.evaluate("courseApp.result")
