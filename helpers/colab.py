@@ -9,7 +9,7 @@ everything else exactly as ``constraints.txt`` does (``tests/test_colab_install.
 install against a Colab-like set of packages). Each chapter opened from its badge gets a fresh
 runtime, so each installs again: about a minute of downloads, nothing of Colab's replaced.
 
-Then ``setup_report(params, mount_drive)``:
+Then ``setup_report(mount_drive)``:
 
 - says whether this is Colab, the torch version, the GPU's name, memory and compute capability;
 - chooses the mixed precision with :func:`choose_precision` (bf16 from compute
@@ -106,7 +106,7 @@ def stale_modules(names: tuple[str, ...] = WATCHED) -> list[str]:
     return stale
 
 
-def wants_drive(params: dict[str, Any] | None, mount_drive: bool | None) -> bool:
+def wants_drive(mount_drive: bool | None) -> bool:
     """``mount_drive`` when given; else mount on Colab, where the run folder lives on Drive."""
     if mount_drive is not None:
         return bool(mount_drive)
@@ -120,7 +120,7 @@ def mount_drive(mountpoint: Path | str | None = None) -> Path | None:
     """
     mountpoint = Path(mountpoint) if mountpoint is not None else DRIVE_MOUNTPOINT
     if not on_colab():
-        print("mount_drive: not on Colab, nothing mounted; checkpoints stay in the run folder")
+        print("mount_drive: not on Colab, nothing mounted; the run folder stays on this machine")
         return None
     if not (mountpoint / "MyDrive").is_dir():
         from google.colab import drive  # only importable on Colab
@@ -188,13 +188,12 @@ def choose_precision(device: Any = None) -> str:
     return "fp16"
 
 
-def setup_report(params: dict[str, Any] | None = None, mount_drive: bool | None = None, *,
-                 show: bool = True) -> SetupReport:
+def setup_report(mount_drive: bool | None = None, *, show: bool = True) -> SetupReport:
     """Report the runtime, GPU and precision (and mount Drive if wanted); print it unless ``show=False``."""
     import torch
 
     drive = None
-    if wants_drive(params, mount_drive):
+    if wants_drive(mount_drive):
         mounted = globals()["mount_drive"]()
         drive = str(mounted) if mounted else None
     report = SetupReport(on_colab=on_colab(), torch_version=torch.__version__, precision=choose_precision(),

@@ -33,7 +33,6 @@ import math
 import re
 import shutil
 import time
-import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,8 +68,6 @@ METHODS = ("full", "lora")
 CHAPTER = "05_finetune"
 
 # Where Colab mounts Google Drive (`drive.mount("/content/drive")`); a module constant so tests can move it.
-DRIVE_ROOT = Path("/content/drive/MyDrive")
-DRIVE_FOLDER = "corpus-to-client"
 
 # Decoding settings that chapter 05 compares on the fine-tuned model (a table of answers with their
 # diversity and repetition): every GenerationConfig value that matters is spelled out in each.
@@ -385,27 +382,11 @@ def trainable_parameter_table(model: PreTrainedModel, params: dict[str, Any]) ->
 
 
 def checkpoint_dir_for(params: dict[str, Any], run_dir: Path | str) -> Path:
-    """Where the Trainer keeps its checkpoints for this profile.
-
-    The profile's ``checkpoint_dir``: ``None``, the run folder (``run/05_finetune/checkpoints``);
-    ``"drive"``, Google Drive's ``MyDrive/corpus-to-client/<profile>/checkpoints`` when Drive is
-    mounted (Colab), where they outlive a disconnected runtime (the run folder otherwise, with a
-    warning); any other value, that folder.
-    """
+    """Where the Trainer keeps its checkpoints: the profile's ``checkpoint_dir`` when set, else the run
+    folder's ``05_finetune/checkpoints`` (on Colab the run folder is on Google Drive, so they outlive a
+    disconnected runtime)."""
     setting = params.get("checkpoint_dir")
-    local = Path(run_dir) / CHAPTER / "checkpoints"
-    if setting is None:
-        return local
-    if setting == "drive":
-        if DRIVE_ROOT.is_dir():
-            return DRIVE_ROOT / DRIVE_FOLDER / params.get("profile", "custom") / "checkpoints"
-        warnings.warn(
-            f"checkpoint_dir is 'drive' but Google Drive is not mounted at {DRIVE_ROOT}: checkpoints go to {local} "
-            "and are lost with the runtime. In Colab, run the Drive cell (drive.mount('/content/drive')) first",
-            stacklevel=2,
-        )
-        return local
-    return Path(setting).expanduser()
+    return Path(run_dir) / CHAPTER / "checkpoints" if setting is None else Path(setting).expanduser()
 
 
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")

@@ -90,8 +90,8 @@ _COMMON: dict[str, Any] = {
     "lora_alpha": 32,
     "lora_dropout": 0.05,
     "lora_learning_rate": 2e-4,  # adapters start at zero and are few: they need a larger step than full tuning
-    # None: inside the run folder; "drive": Google Drive's MyDrive/corpus-to-client/<profile>/checkpoints
-    # when Drive is mounted in Colab (a disconnect then costs minutes, not the run); or any folder path.
+    # None: the run folder's 05_finetune/checkpoints (on Colab the run folder is on Drive, so a
+    # disconnect costs minutes, not the run); or any folder path.
     "checkpoint_dir": None,
     # 06 ONNX export: the dtypes made (file names as Transformers.js requests them), and the checks
     "export_dtypes": ["fp32", "q8", "fp16", "q4"],
@@ -166,7 +166,6 @@ PROFILES: dict[str, dict[str, Any]] = {
         # Drive. About 2,000 steps in all: every 500 makes 4, of which 2 rotate out into Drive's trash,
         # where they still count against a free account's 15 GB (chapter 05 then deletes them for good).
         "finetune_eval_steps": 500,
-        "checkpoint_dir": "drive",
     },
     "full": _COMMON
     | {
@@ -176,7 +175,6 @@ PROFILES: dict[str, dict[str, Any]] = {
         "finetune_batch_size": 32,
         "finetune_eval_steps": 200,
         "finetune_torch_compile": True,
-        "checkpoint_dir": "drive",
     },
 }
 

@@ -96,14 +96,33 @@ def tiny_gpt2_dir(tmp_path_factory, course_tokenizer) -> Path:
     A wide initialisation makes its greedy output vary from token to token, so that comparing two
     decoders token for token means something.
     """
+    return _save_tiny_model(_random_gpt2(course_tokenizer), course_tokenizer, tmp_path_factory.mktemp("tiny-gpt2"))
+
+
+@pytest.fixture(scope="session")
+def distilgpt2_standin_dir(tmp_path_factory, smollm2_tokenizer) -> Path:
+    """distilgpt2's stand-in as the Hub serves it: a random 2-layer GPT-2 and a real pretrained tokenizer
+    without a chat template, saved plainly (no prompt template, no generation config)."""
+    import copy
+
+    tokenizer = copy.deepcopy(smollm2_tokenizer)
+    tokenizer.chat_template = None
+    folder = tmp_path_factory.mktemp("distilgpt2-standin")
+    _random_gpt2(tokenizer).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def _random_gpt2(tokenizer):
+    """A random 2-layer GPT-2 over ``tokenizer`` (512 positions), with a wide initialisation."""
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
 
     torch.manual_seed(0)
-    eos = course_tokenizer.eos_token_id
-    config = GPT2Config(vocab_size=len(course_tokenizer), n_layer=2, n_head=4, n_embd=64, n_positions=512,
+    eos = tokenizer.eos_token_id
+    config = GPT2Config(vocab_size=len(tokenizer), n_layer=2, n_head=4, n_embd=64, n_positions=512,
                         initializer_range=0.2, bos_token_id=eos, eos_token_id=eos)
-    return _save_tiny_model(GPT2LMHeadModel(config).eval(), course_tokenizer, tmp_path_factory.mktemp("tiny-gpt2"))
+    return GPT2LMHeadModel(config).eval()
 
 
 def _random_llama(tokenizer, *, tie_word_embeddings: bool):

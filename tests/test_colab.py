@@ -24,7 +24,7 @@ def _fake_gpu(monkeypatch, name, capability, memory_gib, bf16=True):
 
 def test_cpu_report_says_fp32_and_no_gpu(monkeypatch, capsys):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    report = colab.setup_report({"checkpoint_dir": None})
+    report = colab.setup_report()
     assert (report.device, report.gpu_name, report.precision, report.on_colab, report.drive) == ("cpu", None, "fp32", False, None)
     out = capsys.readouterr().out
     assert "GPU:       none (CPU)" in out and "precision: fp32" in out
@@ -44,12 +44,11 @@ def test_a100_gets_bf16(monkeypatch):
 
 
 def test_drive_is_mounted_on_colab_by_default_where_the_run_folder_lives(monkeypatch):
-    assert not colab.wants_drive({"checkpoint_dir": "drive"}, None)  # not Colab here
+    assert not colab.wants_drive(None)  # not Colab here
     monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
-    assert colab.wants_drive({"checkpoint_dir": "drive"}, None)
-    assert colab.wants_drive({"checkpoint_dir": None}, None)  # every profile: the run folder is on Drive
-    assert not colab.wants_drive({"checkpoint_dir": "drive"}, False)  # one runtime for everything, chosen
-    assert colab.wants_drive({"checkpoint_dir": None}, True)
+    assert colab.wants_drive(None)  # every profile: the run folder is on Drive
+    assert not colab.wants_drive(False)  # one runtime for everything, chosen
+    assert colab.wants_drive(True)
 
 
 def test_mount_drive_calls_google_colab_drive_mount(monkeypatch, tmp_path):
@@ -62,7 +61,7 @@ def test_mount_drive_calls_google_colab_drive_mount(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "google.colab", google_colab)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(colab, "DRIVE_MOUNTPOINT", tmp_path / "content-drive")  # never /content on this machine
-    report = colab.setup_report({"checkpoint_dir": "drive"}, None, show=False)
+    report = colab.setup_report(show=False)
     assert report.on_colab and report.drive == str(tmp_path / "content-drive" / "MyDrive")
     assert mounted == [str(tmp_path / "content-drive")]
     mounted.clear()

@@ -32,26 +32,6 @@ from helpers.profiles import REPO_ROOT
 GENERATED = ("site/vendor", "nltk_data")
 
 
-@pytest.fixture(scope="module")
-def hub_model(tmp_path_factory, smollm2_tokenizer):
-    """distilgpt2's stand-in: a two-layer random GPT-2 over a real pretrained tokenizer without a chat template."""
-    import copy
-
-    import torch
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    tokenizer = copy.deepcopy(smollm2_tokenizer)
-    tokenizer.chat_template = None
-    folder = tmp_path_factory.mktemp("distilgpt2-standin")
-    torch.manual_seed(0)
-    eos = tokenizer.eos_token_id
-    model = GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_layer=2, n_head=2, n_embd=32, n_positions=512,
-                                       bos_token_id=eos, eos_token_id=eos))
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
-
-
 def _fresh_copy(dest: Path) -> Path:
     """A working copy as a new runtime's clone would have it: the tracked files, plus what setup.sh builds."""
     files = subprocess.run(["git", "ls-files", "-z"], cwd=REPO_ROOT, check=True, capture_output=True).stdout
@@ -66,7 +46,7 @@ def _fresh_copy(dest: Path) -> Path:
     return dest
 
 
-def test_each_chapter_in_its_own_runtime_finds_the_run_on_drive(tmp_path, monkeypatch, dump_host, hub_model):
+def test_each_chapter_in_its_own_runtime_finds_the_run_on_drive(tmp_path, monkeypatch, dump_host, distilgpt2_standin_dir):
     import papermill
 
     drive = tmp_path / "MyDrive"
@@ -74,8 +54,8 @@ def test_each_chapter_in_its_own_runtime_finds_the_run_on_drive(tmp_path, monkey
     overrides = {
         "dump_source": dump_host + "simplewiki-latest-pages-articles-multistream.xml.bz2",
         "dump_index_source": dump_host + "simplewiki-latest-pages-articles-multistream-index.txt.bz2",
-        "model_name": str(hub_model),
-        "tokenizer_name": str(hub_model),
+        "model_name": str(distilgpt2_standin_dir),
+        "tokenizer_name": str(distilgpt2_standin_dir),
         "dump_sample_pages": 100,  # the first 10 of the 12 page streams: 90 pages hold the first 16 articles
         "finetune_max_steps": 4,
         "finetune_eval_steps": 2,

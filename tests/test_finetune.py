@@ -245,16 +245,10 @@ def test_the_checked_merge_reports_the_difference_and_refuses_a_wrong_merge(cour
         ft.merge_lora_checked(adapted(), batch)
 
 
-def test_checkpoints_go_to_drive_when_it_is_mounted(monkeypatch, tmp_path):
-    run_dir = tmp_path / "run"
-    assert ft.checkpoint_dir_for(_params(checkpoint_dir=None), run_dir) == run_dir / "05_finetune" / "checkpoints"
-    drive = tmp_path / "drive" / "MyDrive"
-    monkeypatch.setattr(ft, "DRIVE_ROOT", drive)
-    colab = get_profile("colab")
-    with pytest.warns(UserWarning, match="not mounted"):
-        assert ft.checkpoint_dir_for(colab, run_dir) == run_dir / "05_finetune" / "checkpoints"
-    drive.mkdir(parents=True)
-    assert ft.checkpoint_dir_for(colab, run_dir) == drive / "corpus-to-client" / "colab" / "checkpoints"
+def test_checkpoints_live_in_the_run_folder_unless_a_folder_is_given(tmp_path):
+    run_dir = tmp_path / "MyDrive" / "corpus-to-client" / "runs" / "colab"
+    for profile in ("tiny", "colab", "full"):  # on Colab the run folder is on Drive: so are the checkpoints
+        assert ft.checkpoint_dir_for(get_profile(profile), run_dir) == run_dir / "05_finetune" / "checkpoints"
     assert ft.checkpoint_dir_for(_params(checkpoint_dir=str(tmp_path / "x")), run_dir) == tmp_path / "x"
 
 
