@@ -9,8 +9,8 @@ The same ONNX files (``helpers.export.export_onnx``'s fp32 ``model.onnx`` and q8
 - in onnxruntime-Python (``helpers.export.onnx_session(path, threads=N)``, i.e.
   ``intra_op_num_threads=N``) with the course's reference decoder ``helpers.export.greedy_generate``.
 
-On WASM the page runs ONNX Runtime Web's plain CPU build (``--ort jsep`` also times the WebGPU-capable
-JSEP build that Transformers.js loads by default). Each setting first times one *cold* generation,
+On WASM the page runs ONNX Runtime Web's plain CPU build (``--ort asyncify`` also times the WebGPU-capable
+asyncify build that Transformers.js 4 loads by default). Each setting first times one *cold* generation,
 the first after loading, while the browser is still optimizing the WebAssembly in the background;
 then it generates for ``--warmup-seconds`` and times ``--repeats`` generations, whose median is the
 steady-state speed.
@@ -29,7 +29,7 @@ deployed to ``site/models/bench-course-tiny/``.
 
     python benchmarks/bench_browser.py                 # everything, about 6 minutes on 2 cores
     python benchmarks/bench_browser.py --models tiny --repeats 1 --warmup-seconds 5
-    python benchmarks/bench_browser.py --runtimes wasm --ort plain,jsep   # the two ONNX Runtime Web builds
+    python benchmarks/bench_browser.py --runtimes wasm --ort plain,asyncify   # the two ONNX Runtime Web builds
 
 Prints a markdown table and writes every timestamp to ``benchmarks/results/bench_browser-<time>.json``.
 """
@@ -176,10 +176,13 @@ def python_runs(model_dir: Path, dtype: str, threads: int, tokens: int, repeats:
 
 
 def _page_generate(page: Any, tokens: int) -> dict[str, Any]:
-    page.evaluate("(n) => { courseApp.extraGenerationOptions = { min_new_tokens: n }; }", tokens)
+    page.evaluate("(n) => { courseApp.extraGenerationOptions = { min_new_tokens: n }; courseApp.result = null; }", tokens)
+    if page.is_enabled("#reset"):
+        page.click("#reset")  # one question per conversation: the page keeps no growing history
     page.uncheck("#do_sample")
     page.fill("#repetition_penalty", "1")
     page.fill("#max_new_tokens", str(tokens))
+    page.fill("#instruction", INSTRUCTION)  # the box empties when a question is sent
     page.click("#generate")
     page.wait_for_function("courseApp.result || courseApp.error", timeout=300_000)
     if page.evaluate("courseApp.error"):
@@ -202,7 +205,6 @@ def browser_runs(browser: Any, url: str, name: str, dtype: str, threads: int, to
             ortBuild: courseApp.ortBuild,
             isolated: self.crossOriginIsolated, cores: navigator.hardwareConcurrency,
             nav: performance.getEntriesByType('navigation')[0]?.startTime ?? 0})""")
-        page.fill("#instruction", INSTRUCTION)
 
         def timed() -> dict[str, Any]:
             result = _page_generate(page, tokens)
@@ -313,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runtimes", default="wasm,python")
     parser.add_argument("--warmup-seconds", type=float, default=15.0,
                         help="generate for this long after the cold run before timing (the browser optimizes the WASM meanwhile)")
-    parser.add_argument("--ort", default="plain", help="comma-separated ONNX Runtime Web builds for the page: plain, jsep")
+    parser.add_argument("--ort", default="plain", help="comma-separated ONNX Runtime Web builds for the page: plain, asyncify")
     args = parser.parse_args(argv)
     if args.tokens < 2 * args.window + 1:
         parser.error("--tokens must be more than twice --window")

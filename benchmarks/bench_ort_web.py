@@ -3,7 +3,7 @@
 Two probes, served beside the course's ``site/vendor`` and ``site/models`` (``ort_web_probe/``):
 
 - ``session``: one ONNX Runtime Web session run directly on fixed inputs, one decode step with a cache
-  of N positions, for ONNX Runtime Web's plain CPU build and its JSEP (WebGPU-capable) build, chosen
+  of N positions, for ONNX Runtime Web's plain CPU build and its asyncify (WebGPU-capable) build, chosen
   as ``site/worker.js`` chooses them. Shows the step's cost without Transformers.js, how it grows with
   the cache, and the difference between the builds.
 - ``pipeline``: the page's own path, a Transformers.js ``text-generation`` pipeline with a streamer,
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default="bench-course-tiny,bench-distilgpt2-random", help="folders under site/models/")
     parser.add_argument("--probes", default="session,pipeline")
-    parser.add_argument("--builds", default="plain,jsep")
+    parser.add_argument("--builds", default="plain,asyncify")
     parser.add_argument("--threads", default="1,2")
     parser.add_argument("--dtype", default="q8", help="the pipeline probe's dtype (the session probe runs fp32 and q8)")
     parser.add_argument("--past", default="16,80,143", help="cache lengths for the session probe")

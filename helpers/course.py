@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -213,6 +214,31 @@ def record_chapter(
     return entry
 
 
+@functools.cache
+def _encrypted_kernel_manager() -> type:
+    """jupyter_client's kernel manager with transport encryption on where the kernel supports it.
+
+    Since ipykernel 7.3 a kernel started over TCP without CurveZMQ keys warns on every start ("Kernel
+    is running over TCP without encryption"); jupyter_client (>= 8.9) provisions the keys when asked,
+    and ipykernel's kernelspec declares that it supports them.
+    """
+    from jupyter_client.manager import AsyncKernelManager
+
+    class Encrypted(AsyncKernelManager):
+        def __init__(self, **kwargs: Any) -> None:
+            kwargs.setdefault("transport_encryption", "auto")
+            super().__init__(**kwargs)
+
+    return Encrypted
+
+
+def __getattr__(name: str) -> Any:
+    # papermill names the kernel manager class by import path; jupyter_client is imported only when a run starts.
+    if name == "EncryptedKernelManager":
+        return _encrypted_kernel_manager()
+    raise AttributeError(name)
+
+
 def run_course(
     profile: str,
     *,
@@ -265,6 +291,7 @@ def run_course(
                 log_output=log_output,
                 progress_bar=False,
                 kernel_name="python3",
+                kernel_manager_class="helpers.course.EncryptedKernelManager",
             )
         except Exception as error:  # papermill raises PapermillExecutionError with the cell
             seconds = time.perf_counter() - started

@@ -33,8 +33,8 @@ from helpers.export import require_good_folder
 from helpers.profiles import DEFAULT_DEPLOY_NAME, REPO_ROOT
 
 SITE_DIR = REPO_ROOT / "site"
-# ONNX Runtime Web's JSEP build (WebGPU and CPU) and its plain CPU build, faster on WASM (site/worker.js).
-VENDOR_FILES = ("transformers.min.js", "ort-wasm-simd-threaded.jsep.mjs", "ort-wasm-simd-threaded.jsep.wasm",
+# ONNX Runtime Web's asyncify build (WebGPU and CPU) and its plain CPU build, faster on WASM (site/worker.js).
+VENDOR_FILES = ("transformers.min.js", "ort-wasm-simd-threaded.asyncify.mjs", "ort-wasm-simd-threaded.asyncify.wasm",
                 "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm")
 # The folder under site/models/ the page opens without ?model= (site/page.json, which the page reads too).
 DEFAULT_NAME: str = DEFAULT_DEPLOY_NAME
@@ -235,13 +235,19 @@ def ensure_browser(install: bool | None = None) -> Path:
     return found
 
 
+# The widths chapter 07 photographs the page at: a laptop's window and a phone's.
+SCREENSHOT_WIDTHS = (1280, 390)
+
+
 def drive_page(url: str, *, model: str, dtype: str = "q8", instruction: str = "Explain Albedo.",
-               max_new_tokens: int = 32, screenshot: Path | str | None = None,
+               max_new_tokens: int = 32, screenshots: Path | str | None = None,
                executable: Path | str | None = None) -> dict[str, Any]:
     """Open the served page headless (Playwright + Chromium: ``ensure_browser``'s), ask greedily, return what it did.
 
     Returns the page's result (``text``, ``tokenIds``, ``tps``...), the backend it chose (with the
-    ONNX Runtime Web build and thread count on WASM) and the progress events; saves a phone-sized screenshot when ``screenshot`` is given. Raises
+    ONNX Runtime Web build and thread count on WASM) and the progress events. With ``screenshots`` (a
+    folder), saves the page with its answer as a desktop and a phone see it: ``page-1280.png`` and
+    ``page-390.png`` (``SCREENSHOT_WIDTHS``; their paths under ``"screenshots"``). Raises
     ``RuntimeError`` with the page's own message when the model does not load.
     """
     executable = Path(executable) if executable is not None else ensure_browser()
@@ -251,17 +257,17 @@ def drive_page(url: str, *, model: str, dtype: str = "q8", instruction: str = "E
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(_drive_page, url, model, dtype, instruction, max_new_tokens, screenshot, executable).result()
+        return pool.submit(_drive_page, url, model, dtype, instruction, max_new_tokens, screenshots, executable).result()
 
 
 def _drive_page(url: str, model: str, dtype: str, instruction: str, max_new_tokens: int,
-                screenshot: Path | str | None, executable: Path | str) -> dict[str, Any]:
+                screenshots: Path | str | None, executable: Path | str) -> dict[str, Any]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(executable), args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": 412, "height": 860})  # a phone-sized screen
+            page = browser.new_page(viewport={"width": SCREENSHOT_WIDTHS[-1], "height": 844})  # a phone-sized screen
             page.goto(f"{url}index.html?model={model}&dtype={dtype}")
             page.wait_for_function("window.courseApp && (courseApp.ready || courseApp.error)", timeout=120_000)
             if page.evaluate("courseApp.error"):
@@ -273,9 +279,13 @@ def _drive_page(url: str, model: str, dtype: str, instruction: str, max_new_toke
             page.fill("#instruction", instruction)
             page.click("#generate")
             page.wait_for_function("courseApp.result || courseApp.error", timeout=300_000)
-            if screenshot is not None:
-                page.screenshot(path=str(screenshot), full_page=True)
+            shots = []
+            for width in SCREENSHOT_WIDTHS if screenshots is not None else ():
+                page.set_viewport_size({"width": width, "height": 800 if width > 600 else 844})
+                shots.append(Path(screenshots) / f"page-{width}.png")
+                page.screenshot(path=str(shots[-1]), full_page=True)
             return {
+                "screenshots": [str(shot) for shot in shots],
                 "result": page.evaluate("courseApp.result"),
                 "error": page.evaluate("courseApp.error"),
                 "backend": page.text_content("#backend"),
@@ -289,7 +299,7 @@ def _drive_page(url: str, model: str, dtype: str, instruction: str, max_new_toke
 
 
 # A static Hugging Face Space serves the page with these (its README's `custom_headers`): without them
-# the page runs on one thread and Stop waits for the answer to end.
+# the page runs on one thread, and Stop has to end the worker and load the model again.
 SPACE_HEADERS = {"cross-origin-embedder-policy": "require-corp", "cross-origin-opener-policy": "same-origin",
                  "cross-origin-resource-policy": "cross-origin"}
 SITE_FILES = ("index.html", "app.js", "worker.js", "style.css", "page.json")

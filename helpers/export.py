@@ -43,9 +43,10 @@ import numpy as np
 
 from helpers import prompt as course_prompt
 from helpers.finetune import encode_prompt
+from helpers.models import TRANSFORMERS_JS_CAUSAL_LM
 from helpers.profiles import PAGE_RULES
 
-# From site/page.json (helpers.profiles reads it). The dtype table is Transformers.js 3.8.1's
+# From site/page.json (helpers.profiles reads it). The dtype table is Transformers.js 4.3.2's
 # (src/utils/dtypes.js DEFAULT_DTYPE_SUFFIX_MAPPING): the file it requests for a dtype is
 # onnx/model{suffix}.onnx. "auto_dtype" is its default per backend (q8 on WASM), and
 # "wasm_only_dtypes" the 8-bit dtypes the page never runs on WebGPU (site/worker.js says why).
@@ -54,14 +55,8 @@ WASM_ONLY_DTYPES = frozenset(PAGE_RULES["wasm_only_dtypes"])
 EXPORT_DTYPES = ("fp32", "q8", "fp16", "q4")
 ONNX_SUBFOLDER: str = PAGE_RULES["onnx_subfolder"]  # Transformers.js's default `subfolder`
 
-# model_type values of MODEL_FOR_CAUSAL_LM_MAPPING_NAMES in Transformers.js 3.8.1 src/models.js:
-# the decoder-only architectures its text-generation pipeline can run.
-SUPPORTED_MODEL_TYPES = frozenset(
-    "bloom gpt2 jais gptj gpt_bigcode gpt_neo gpt_neox codegen llama nanochat llama4_text arcee lfm2 "
-    "smollm3 exaone olmo olmo2 mobilellm granite granitemoehybrid cohere gemma gemma2 vaultgemma "
-    "gemma3_text helium glm openelm qwen2 qwen3 phi phi3 mpt opt mbart mistral ministral ministral3 "
-    "ernie4_5 starcoder2 falcon trocr stablelm modernbert-decoder phi3_v".split()
-)
+# The decoder-only architectures Transformers.js's text-generation pipeline can run (helpers.models owns the list).
+SUPPORTED_MODEL_TYPES = TRANSFORMERS_JS_CAUSAL_LM
 # Transformers.js fetches these by name; tokenizer.json and tokenizer_config.json are required.
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 # Transformers.js loads external weights as `{file}.onnx_data`, `{file}.onnx_data_1`, ... and at most 100.
@@ -277,7 +272,7 @@ def check_exportable(model_dir: Path | str, dtypes: Sequence[str] = EXPORT_DTYPE
         raise ValueError(f"cannot make dtypes {unknown}; choose from fp32, {', '.join(CONVERTERS)}")
     model_type = json.loads((model_dir / "config.json").read_text(encoding="utf-8")).get("model_type")
     if model_type not in SUPPORTED_MODEL_TYPES:
-        raise ExportError(f"model_type {model_type!r} cannot run in Transformers.js 3.8.1's text-generation pipeline; "
+        raise ExportError(f"model_type {model_type!r} cannot run in Transformers.js's text-generation pipeline (the version site/package.json pins); "
                           f"choose a model of type {', '.join(sorted(SUPPORTED_MODEL_TYPES))}")
     return model_dir
 
@@ -638,7 +633,7 @@ def _read_json(path: Path, problems: list[Problem], root: Path, fix: str) -> dic
 def check_model_folder(path: Path | str, dtypes: Sequence[str] = ("fp32", "q8")) -> list[Problem]:
     """Everything that would stop Transformers.js loading the folder at ``path``, before a browser tries.
 
-    Checks the config (and that its ``model_type`` is an architecture Transformers.js 3.8.1 can run),
+    Checks the config (and that its ``model_type`` is an architecture Transformers.js (site/package.json's version) can run),
     the tokenizer files, ``prompt_template.json``, that the ONNX files are in ``onnx/`` under the
     names Transformers.js requests for each of ``dtypes``, and that external-data files exist, are
     named as Transformers.js fetches them and are declared in ``config.json``. Returns the problems
@@ -656,7 +651,7 @@ def check_model_folder(path: Path | str, dtypes: Sequence[str] = ("fp32", "q8"))
         if model_type not in SUPPORTED_MODEL_TYPES:
             problems.append(Problem(
                 "error", "config.json",
-                f"model_type {model_type!r} is not an architecture Transformers.js 3.8.1 can run for text generation",
+                f"model_type {model_type!r} is not an architecture Transformers.js (site/package.json's version) can run for text generation",
                 "fine-tune a supported architecture (e.g. gpt2, llama, qwen2, phi3, gemma)"))
     tokenizer_config = None
     for name in TOKENIZER_FILES[:2]:

@@ -60,15 +60,20 @@ CANDIDATES: tuple[str, ...] = (
     "Xenova/LaMini-Flan-T5-783M",
 )
 
-# Model types Transformers.js can run, by task. From huggingface/transformers.js, src/models.js
-# (MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES; v3, read at
-# commit 28132a86d67b448e408798cf85701663e6bacdd5). Not the whole list: the text-generation
-# families a course like this one could pick from.
+# Model types Transformers.js can run, by task: the keys of MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and
+# MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES in src/models/registry.js of the version site/package.json
+# pins (tests/test_site_browser.py compares them with the installed library). Chapter 04 reads them to
+# say which candidates the page can run; chapter 06's export refuses any other decoder.
 TRANSFORMERS_JS_CAUSAL_LM = frozenset({
-    "bloom", "gpt2", "gptj", "gpt_bigcode", "gpt_neo", "gpt_neox", "codegen", "llama", "smollm3",
-    "olmo", "olmo2", "mobilellm", "granite", "cohere", "gemma", "gemma2", "gemma3_text", "helium",
-    "glm", "openelm", "qwen2", "qwen3", "phi", "phi3", "mpt", "opt", "mistral", "starcoder2",
-    "falcon", "stablelm", "exaone", "lfm2",
+    "bloom", "gpt2", "gpt_oss", "jais", "gptj", "gpt_bigcode", "gpt_neo", "gpt_neox", "codegen", "llama",
+    "nanochat", "apertus", "llama4_text", "arcee", "afmoe", "lfm2", "lfm2_moe", "lfm3", "smollm3", "exaone",
+    "olmo", "olmo2", "olmo3", "olmo_hybrid", "mobilellm", "granite", "granitemoehybrid", "cohere", "cohere2",
+    "gemma", "gemma2", "vaultgemma", "gemma3_text", "gemma3", "helium", "glm", "glm_moe_dsa", "openelm",
+    "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "qwen3_next", "qwen2_vl", "qwen2_5_vl", "qwen3_vl",
+    "qwen3_vl_moe", "qwen3_5", "qwen3_5_text", "qwen3_5_moe", "gemma3n", "gemma4", "phi", "phi3", "mpt",
+    "opt", "mbart", "mistral", "mistral4", "ministral", "ministral3", "ernie4_5", "starcoder2", "deepseek_v3",
+    "deepseek_v4", "falcon", "falcon_h1", "nemotron_h", "trocr", "solar_open", "stablelm",
+    "modernbert-decoder", "hunyuan_v1_dense", "youtu", "zaya", "hrm_text", "phi3_v",
 })
 TRANSFORMERS_JS_SEQ2SEQ = frozenset({
     "t5", "longt5", "mt5", "bart", "mbart", "marian", "m2m_100", "blenderbot", "blenderbot-small",

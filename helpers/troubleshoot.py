@@ -587,7 +587,7 @@ def diagnose_site(url: str) -> Diagnosis:
     if status != 200:
         errors.append(f"index.html: HTTP {status or 'no answer'}")
     if not {"cross-origin-opener-policy", "cross-origin-embedder-policy"} <= set(headers):
-        warnings.append("no COOP/COEP headers: not cross-origin isolated, WASM runs on one thread")
+        warnings.append("no COOP/COEP headers: not cross-origin isolated, WASM runs on one thread and Stop reloads the model")
     status, headers, body = _head(base + "worker.js")
     if status != 200:
         errors.append(f"worker.js: HTTP {status or 'no answer'}")
@@ -633,8 +633,8 @@ def serve_misconfigured(site_dir: Path | str, *, wasm_type: str = "text/plain",
     return server, f"http://127.0.0.1:{server.server_address[1]}/"
 
 
-# site/page.json's wasm_only_dtypes, which site/worker.js reads: 8-bit models give wrong tokens on
-# ONNX Runtime Web's WebGPU backend.
+# site/page.json's wasm_only_dtypes, which site/worker.js reads: on ONNX Runtime Web's WebGPU backend
+# 8-bit models drift from the exact tokens (Llama models, with Transformers.js 4; all, with 3).
 WRONG_ON_WEBGPU = WASM_ONLY_DTYPES
 
 
@@ -653,7 +653,7 @@ def backend_choice(requested: str = "auto", *, navigator_gpu: bool = False, adap
         why = "navigator.gpu is undefined" if not navigator_gpu else "requestAdapter() gave no adapter"
         return "wasm", f"{why}: no WebGPU, the page runs on WASM (CPU)"
     if dtype in WRONG_ON_WEBGPU:
-        return "wasm", f"{dtype} gives wrong tokens on WebGPU (Transformers.js #1317): the page runs it on WASM"
+        return "wasm", f"{dtype} drifts from the exact tokens on WebGPU (Transformers.js #1317): the page runs it on WASM"
     if webgpu_load_fails:
         return "wasm", "WebGPU failed to load the model: the page fell back to WASM"
     return "webgpu", "WebGPU adapter found" if requested == "auto" else "asked for WebGPU"

@@ -1,4 +1,4 @@
-// The page's main thread: the form, the progress list and the output. It never runs the model:
+// The page's main thread: the form, the download, the conversation and Stop. It never runs the model:
 // worker.js does, and this file only sends it messages and shows what comes back. It also checks
 // the model folder itself before the worker loads it, so that a missing file is reported by name
 // instead of as Transformers.js's `Unexpected token '<', "<!DOCTYPE"... is not valid JSON`.
@@ -27,23 +27,32 @@ const dtype = query.get("dtype") ?? "auto";
 const device = query.get("device") ?? "auto"; // auto: WebGPU when the browser has an adapter, else WASM
 // WASM threads (benchmarks/bench_browser.py): absent, ONNX Runtime Web picks min(4, ceil(cores / 2)).
 const threads = query.has("threads") ? Number(query.get("threads")) : null;
-// ?ort=jsep: run WASM on ONNX Runtime's WebGPU-capable build instead of the plain CPU one (benchmarks).
-const ortBuild = query.get("ort") === "jsep" ? "jsep" : "plain";
+// ?ort=asyncify: run WASM on ONNX Runtime's WebGPU-capable build instead of the plain CPU one (benchmarks).
+const ortBuild = query.get("ort") === "asyncify" ? "asyncify" : "plain";
 
 const $ = (id) => document.getElementById(id);
 const ui = {
   status: $("status"), backend: $("backend"), model: $("model-name"), progress: $("progress"),
-  error: $("error"), form: $("ask"), instruction: $("instruction"), preset: $("preset"),
-  generate: $("generate"), stop: $("stop"), speed: $("speed"), output: $("output"),
+  downloads: $("downloads"), downloadSummary: $("download-summary"), error: $("error"), form: $("ask"),
+  instruction: $("instruction"), preset: $("preset"), generate: $("generate"), stop: $("stop"), reset: $("reset"),
+  conversation: $("conversation"), announcer: $("announcer"), isolation: $("isolation"),
 };
 const CONTROLS = ["do_sample", "temperature", "top_k", "top_p", "repetition_penalty", "no_repeat_ngram_size", "max_new_tokens"];
 
 // What the tests (and a curious reader in the console) can inspect.
 const state = { rules, events: [], progress: {}, ready: false, generating: false, result: null, error: null, template: null, presets: {},
+  history: [], // the conversation: {question, answer} for each answered question, until "New conversation"
+  announcements: [], // what #announcer said, in order (the tests count them)
   // timings (ms since the page started): when the worker was asked to load, when the model was ready
   timings: {}, extraGenerationOptions: {} }; // extraGenerationOptions: merged into generate() (benchmarks)
 window.courseApp = state;
 state.formatPrompt = (instruction) => formatPrompt(state.template, instruction); // for the tests
+
+// The one place a screen reader is told things (index.html's #announcer): a polite status, set once per event.
+function announce(text) {
+  state.announcements.push(text);
+  ui.announcer.textContent = text;
+}
 
 function showError(message) {
   state.error = message;
@@ -125,6 +134,18 @@ function formatPrompt(template, instruction) {
   return template.template.split(template.placeholder).join(cleaned);
 }
 
+// [conversation]
+// What the worker is asked: for a chat model, the conversation so far (each question and the answer the
+// page showed) and the new question, which its chat template renders; the worker leaves out the oldest
+// exchanges when they would crowd the answer out of the context. A model trained on the course's
+// template saw single questions only, so it is asked each question on its own.
+function conversationPrompt(template, history, instruction) {
+  if (template.kind !== "chat") return formatPrompt(template, instruction);
+  const earlier = history.flatMap(({ question, answer }) => [...formatPrompt(template, question), { role: "assistant", content: answer }]);
+  return [...earlier, ...formatPrompt(template, instruction)];
+}
+// [/conversation]
+
 // The answer stops where the model starts a new instruction (helpers.prompt.STOP_STRINGS).
 function cutAtStopStrings(text, template) {
   let cut = text;
@@ -186,7 +207,21 @@ function generationOptions() {
 }
 // [/options]
 
+const megabytes = (bytes) => `${(bytes / 1e6).toFixed(1)} MB`;
+
+// The download, said before it starts (the worker's "plan": sizes from HEAD requests) and then as one
+// total; the per-file rows stay inside the collapsed <details> for whoever wants them.
+function describePlan(plan) {
+  const runtime = plan.runtimeBytes ? ` + ${megabytes(plan.runtimeBytes)} runtime` : "";
+  return `${megabytes(plan.modelBytes)} model${runtime}, kept by your browser's cache after the first visit`;
+}
+
 function renderProgress(event) {
+  if (event.status === "progress_total") {
+    const plan = state.plan ? describePlan(state.plan) : megabytes(event.total);
+    ui.downloadSummary.textContent = `Downloading ${plan}: ${Math.round(event.progress ?? 0)}%`;
+    return;
+  }
   if (!event.file) return;
   let item = state.progress[event.file];
   if (!item) {
@@ -202,7 +237,7 @@ function renderProgress(event) {
   const [bar, label] = item.children;
   if (event.status === "progress") bar.value = event.progress ?? 0;
   if (event.status === "done") bar.value = 100;
-  const size = event.total ? ` (${(event.total / 1e6).toFixed(2)} MB)` : "";
+  const size = event.total ? ` (${megabytes(event.total)})` : "";
   label.textContent = `${event.file}${size}: ${event.status}`;
 }
 
@@ -214,18 +249,118 @@ function wasmLabel(numThreads) {
   return `WASM (CPU, ${count} thread${count === 1 ? "" : "s"}${why})`;
 }
 
+// One question and its answer, as the conversation shows them. Model output is only ever set as text
+// (textContent), never parsed as HTML.
+function addTurn(question) {
+  const turn = document.createElement("article");
+  turn.className = "turn";
+  const asked = document.createElement("p");
+  asked.className = "visually-hidden";
+  asked.textContent = "You asked:";
+  const questionBox = document.createElement("div");
+  questionBox.className = "question";
+  questionBox.textContent = question;
+  const answered = document.createElement("p");
+  answered.className = "visually-hidden";
+  answered.textContent = "The model answered:";
+  const answer = document.createElement("div");
+  answer.className = "answer";
+  const footer = document.createElement("div");
+  footer.className = "answer-footer";
+  const stats = document.createElement("span");
+  stats.className = "stats";
+  const copy = document.createElement("button");
+  copy.type = "button";
+  copy.className = "copy secondary";
+  copy.textContent = "Copy";
+  copy.hidden = true;
+  copy.addEventListener("click", () => copyAnswer(answer.textContent, copy));
+  footer.append(stats, copy);
+  turn.append(asked, questionBox, answered, answer, footer);
+  ui.conversation.append(turn);
+  return { turn, answer, stats, copy };
+}
+
+async function copyAnswer(text, button) {
+  try {
+    await navigator.clipboard.writeText(text);
+    button.textContent = "Copied";
+  } catch {
+    button.textContent = "Copy failed: select the text instead";
+  }
+  setTimeout(() => { button.textContent = "Copy"; }, 2000);
+}
+
+// The newest answer stays in view while it streams (once per frame, however fast the tokens come).
+let scrollPending = false;
+function keepInView(element) {
+  if (scrollPending) return;
+  scrollPending = true;
+  requestAnimationFrame(() => {
+    scrollPending = false;
+    element.scrollIntoView({ block: "nearest" });
+  });
+}
+
+// [finish]
+// The line under an answer: how many tokens, how fast, and why it ended.
+function finishLine(data) {
+  let why = "end"; // the model's own end-of-text token, or the start of a new instruction
+  if (data.stoppedBy === "you") why = "you";
+  else if (data.stoppedBy === "limit") {
+    why = data.limitedByContext
+      ? `limit (the ${state.contextLength}-token context left room for ${data.maxNewTokens} new tokens)`
+      : `limit (${data.maxNewTokens} new tokens)`;
+  }
+  const speed = data.tps ? ` (${data.tps.toFixed(1)} tokens/s)` : "";
+  const dropped = data.droppedTurns
+    ? ` · ${data.droppedTurns} earlier exchange${data.droppedTurns === 1 ? "" : "s"} left out to fit the context`
+    : "";
+  return `${data.tokens} tokens in ${data.seconds.toFixed(1)} s${speed} · stopped by ${why}${dropped}`;
+}
+// [/finish]
+
 // The worker in use, and the flag shared with it (Stop). A generation that fails may leave ONNX
 // Runtime's session unusable (every later run fails too), so after an error the page starts a fresh
 // worker and loads the model again: the next question works without reloading the page.
 let worker = null;
 let stopFlag = null;
 let streamed = "";
+let current = null; // the turn being answered: {question, turn, answer, stats, copy}
+
+// Controls follow the state: Generate when a model is ready and idle, Stop while generating, a new
+// conversation when there is one. Focus never drops to the page: a control about to be disabled
+// hands it to the one that takes over.
+function setGenerating(generating) {
+  state.generating = generating;
+  const focused = document.activeElement;
+  ui.generate.disabled = generating || !state.ready;
+  ui.stop.disabled = !generating;
+  ui.reset.disabled = generating || state.history.length === 0;
+  ui.conversation.setAttribute("aria-busy", String(generating));
+  if (generating && focused === ui.generate) ui.stop.focus();
+  if (!generating && (focused === ui.stop || focused === ui.reset || focused === document.body || focused === null)) ui.instruction.focus();
+}
+
+function endTurn(outcome) {
+  // outcome: "answered" keeps the turn; otherwise it is removed and the question goes back into the box.
+  if (!current) return;
+  if (outcome !== "answered") {
+    current.turn.remove();
+    if (!ui.instruction.value.trim()) ui.instruction.value = current.question;
+  }
+  current = null;
+}
 
 function onWorkerMessage({ data }) {
   state.events.push(data.type === "progress" ? { type: "progress", status: data.status, file: data.file } : { type: data.type });
   switch (data.type) {
     case "status":
       ui.status.textContent = data.text;
+      break;
+    case "plan":
+      state.plan = data;
+      ui.downloadSummary.textContent = `Downloading ${describePlan(data)}`;
       break;
     case "progress":
       renderProgress(data);
@@ -235,42 +370,55 @@ function onWorkerMessage({ data }) {
       state.device = data.device;
       state.timings.ready = performance.now();
       state.timings.pipelineLoad = data.loadMs; // the worker's pipeline() call alone
+      state.timings.warmup = data.warmupMs; // WebGPU: the one-token run that compiles the shaders
       state.numThreads = data.numThreads;
-      state.ortBuild = data.ortBuild; // which ONNX Runtime Web build runs: plain (CPU) or jsep
+      state.ortBuild = data.ortBuild; // which ONNX Runtime Web build runs: plain (CPU) or asyncify (WebGPU-capable)
       state.dtype = data.dtype; // what "auto" became, or what was asked
       state.note = data.note ?? null; // why the backend differs from the one asked for
       state.contextLength = data.contextLength; // positions the model reads, question and answer together
       ui.model.textContent = `${modelName} (${data.dtype})`;
       ui.backend.textContent = data.device === "webgpu" ? "WebGPU" : wasmLabel(data.numThreads);
+      // A plain static host (GitHub Pages) sends no COOP/COEP headers: said once, in plain words.
+      ui.isolation.textContent = self.crossOriginIsolated ? "" :
+        "This server does not send the two headers that let the model use several CPU threads (chapter 07, " +
+        "“Hosting it elsewhere”): it runs on one thread, and Stop loads the model again.";
       state.fallbackFrom = data.fallbackFrom ?? null;
+      if (state.plan) ui.downloadSummary.textContent = `Downloaded ${describePlan(state.plan)}`;
       ui.status.textContent = data.note ? `Ready. ${data.note}.` : "Ready.";
-      ui.generate.disabled = false;
+      setGenerating(false);
+      announce(data.note ? `Model ready. ${data.note}.` : "Model ready.");
       break;
     case "token":
+      if (!current) break;
       streamed += data.text;
-      ui.output.textContent = streamed; // textContent: model output is never parsed as HTML
-      if (data.tps) ui.speed.textContent = `${data.tokens} tokens · ${data.tps.toFixed(1)} tokens/s`;
+      current.streamedTokens = data.tokens;
+      current.answer.textContent = streamed; // textContent: model output is never parsed as HTML
+      if (data.tps) current.stats.textContent = `${data.tokens} tokens · ${data.tps.toFixed(1)} tokens/s`;
+      keepInView(current.turn);
       break;
     case "complete": {
       const answer = cutAtStopStrings(data.text, state.template);
       state.result = { ...data, rawText: data.text, text: answer };
-      ui.output.textContent = answer;
-      const limited = data.limitedByContext ? ` · limited to ${data.maxNewTokens} new tokens by the model's ${state.contextLength}-token context` : "";
-      ui.speed.textContent = `${data.tokens} tokens · ${data.tps ? data.tps.toFixed(1) : "–"} tokens/s${data.interrupted ? " · stopped" : ""}${limited}`;
-      state.generating = false;
-      ui.generate.disabled = false;
-      ui.stop.disabled = true;
+      if (current) {
+        current.answer.textContent = answer;
+        current.stats.textContent = finishLine(data);
+        current.copy.hidden = answer.length === 0;
+        state.history.push({ question: current.question, answer });
+        keepInView(current.turn);
+      }
+      endTurn("answered");
       ui.status.textContent = data.interrupted ? "Stopped." : "Done.";
+      setGenerating(false);
+      announce(`The model answered: ${answer || "(nothing)"}. ${finishLine(data)}.`);
       break;
     }
     case "error":
-      state.generating = false;
-      ui.stop.disabled = true;
+      endTurn("failed");
       if (data.kind === "context") {  // nothing ran: the worker is fine, the question was too long
         state.error = data.message;
         ui.error.textContent = `Too long: ${data.message}`;
         ui.status.textContent = "Ready.";
-        ui.generate.disabled = !state.ready;
+        setGenerating(false);
         break;
       }
       showError(`The model could not ${data.stage === "load" ? "be loaded" : "generate"}: ${data.message}`);
@@ -278,9 +426,8 @@ function onWorkerMessage({ data }) {
         state.restarts = (state.restarts ?? 0) + 1;
         spawnWorker();
         ui.status.textContent = "Loading the model again after the error, so that the next question works…";
-      } else {
-        ui.generate.disabled = true;
       }
+      setGenerating(false);
       break;
   }
 }
@@ -290,14 +437,48 @@ function spawnWorker() {
   state.ready = false;
   ui.generate.disabled = true;
   worker = new Worker(new URL("./worker.js", import.meta.url), { type: "module" });
-  // Stop is a flag in memory shared with the worker (see worker.js); without cross-origin isolation
-  // only the message remains, which a WASM generation reads when it has finished.
+  // Stop is a flag in memory shared with the worker (see worker.js); it needs cross-origin isolation.
   stopFlag = self.crossOriginIsolated ? new Int32Array(new SharedArrayBuffer(4)) : null;
   worker.addEventListener("message", onWorkerMessage);
   worker.addEventListener("error", (event) => showError(`The model worker failed to start: ${event.message ?? "unknown error"}. Was the site built (vendor/)? Run \`python -m helpers.deploy build\`.`));
   state.timings.loadRequested = performance.now();
   worker.postMessage({ type: "load", model: modelName, dtype, device, stopFlag, threads, ortBuild, rules });
 }
+
+// [stop]
+// Stop with cross-origin isolation: the shared flag, read by the worker after every token. Without it
+// (a plain static host such as GitHub Pages) a WASM generation never reads the "stop" message until it
+// is over, so the page keeps what has streamed so far as the answer, ends that worker and loads the
+// model in a fresh one (from the browser's cache: a second or two for a small model).
+function stopGenerating() {
+  if (!state.generating) return;
+  ui.status.textContent = "Stopping…";
+  if (stopFlag) {
+    Atomics.store(stopFlag, 0, 1);
+    worker.postMessage({ type: "stop" });
+    return;
+  }
+  worker.postMessage({ type: "stop" }); // enough on WebGPU, where the worker awaits the GPU between tokens
+  const asked = current;
+  setTimeout(() => {
+    if (!state.generating || current !== asked) return; // the worker stopped by itself
+    const answer = cutAtStopStrings(streamed, state.template);
+    const data = { text: streamed, tokens: asked.streamedTokens ?? 0, seconds: (performance.now() - asked.began) / 1000,
+                   tps: null, interrupted: true, stoppedBy: "you", stoppedByRestart: true };
+    state.result = { ...data, rawText: streamed, text: answer };
+    asked.answer.textContent = answer;
+    asked.stats.textContent = `${finishLine(data)} · the model is loaded again (this page is not cross-origin isolated)`;
+    asked.copy.hidden = answer.length === 0;
+    state.history.push({ question: asked.question, answer });
+    endTurn("answered");
+    state.restarts = (state.restarts ?? 0) + 1;
+    spawnWorker();
+    setGenerating(false);
+    ui.status.textContent = "Stopped. Loading the model again (without cross-origin isolation, stopping ends the worker)…";
+    announce(`Stopped. The model answered: ${answer || "(nothing)"}.`);
+  }, 300);
+}
+// [/stop]
 
 function startWorker() {
   ui.form.addEventListener("submit", (event) => {
@@ -306,24 +487,28 @@ function startWorker() {
     const instruction = ui.instruction.value;
     if (!instruction.trim()) { ui.status.textContent = "Type a question first."; return; }
     streamed = "";
-    ui.output.textContent = "";
     ui.error.textContent = "";
     state.error = null;
     state.result = null;
-    state.generating = true;
-    ui.generate.disabled = true;
-    ui.stop.disabled = false;
+    const prompt = conversationPrompt(state.template, state.history, instruction);
+    current = { question: instruction, began: performance.now(), ...addTurn(instruction) };
+    ui.instruction.value = "";
+    setGenerating(true);
+    keepInView(current.turn);
     ui.status.textContent = "Generating…";
     if (stopFlag) Atomics.store(stopFlag, 0, 0);
     // add_special_tokens: tokenized as in training (prompt_template.json records it; helpers.prompt owns the rule)
     const options = { ...generationOptions(), add_special_tokens: state.template.add_special_tokens };
     state.lastOptions = options; // what the tests check
-    worker.postMessage({ type: "generate", prompt: formatPrompt(state.template, instruction), options });
+    worker.postMessage({ type: "generate", prompt, options });
   });
-  ui.stop.addEventListener("click", () => {
-    if (stopFlag) Atomics.store(stopFlag, 0, 1);
-    worker.postMessage({ type: "stop" });
-    ui.status.textContent = "Stopping…";
+  ui.stop.addEventListener("click", stopGenerating);
+  ui.reset.addEventListener("click", () => {
+    state.history = [];
+    ui.conversation.replaceChildren();
+    ui.status.textContent = "New conversation.";
+    setGenerating(false);
+    ui.instruction.focus();
   });
   ui.preset.addEventListener("change", () => { applyPreset(ui.preset.value); showSamplingFields(); });
   for (const key of CONTROLS) $(key).addEventListener("input", () => { ui.preset.value = "custom"; });

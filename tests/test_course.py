@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 
 import nbformat
 import pytest
@@ -222,3 +224,20 @@ def test_a_missing_input_names_its_chapter_and_the_one_call_that_builds_it(tmp_p
     message = str(error.value)
     assert "produced by chapter 05_finetune" in message and "notebooks/05_fine_tuning.ipynb" in message
     assert "course.build_inputs(profile, run, before=" in message and "Google Drive" in message
+
+
+def test_the_runner_starts_kernels_with_transport_encryption_so_they_do_not_warn(tmp_path):
+    """ipykernel >= 7.3 warns at every start over unencrypted TCP; the runner's kernel manager provisions keys."""
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells.append(nbformat.v4.new_code_cell("print(6 * 7)"))
+    nbformat.write(notebook, tmp_path / "in.ipynb")
+    script = ("import papermill, sys; papermill.execute_notebook(sys.argv[1], sys.argv[2], kernel_name='python3', "
+              "progress_bar=False, kernel_manager_class=sys.argv[3])")
+    runs = {}
+    for name in ("jupyter_client.manager.AsyncKernelManager", "helpers.course.EncryptedKernelManager"):
+        done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "in.ipynb"), str(tmp_path / "out.ipynb"), name],
+                              cwd=REPO_ROOT, capture_output=True, text=True, check=True)
+        runs[name] = done.stderr
+        assert nbformat.read(tmp_path / "out.ipynb", as_version=4).cells[0].outputs[0]["text"] == "42\n"
+    assert "without encryption" in runs["jupyter_client.manager.AsyncKernelManager"]  # the warning this avoids
+    assert "without encryption" not in runs["helpers.course.EncryptedKernelManager"]

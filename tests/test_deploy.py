@@ -74,7 +74,7 @@ def test_deploy_refuses_a_broken_model_and_says_why(exported_gpt2, site, tmp_pat
 
 
 def test_vendor_check_and_missing_npm(site, monkeypatch):
-    (site / "package.json").write_text(json.dumps({"dependencies": {"@huggingface/transformers": "3.8.1"}}))
+    (site / "package.json").write_text(json.dumps({"dependencies": {"@huggingface/transformers": "4.3.2"}}))
     assert not deploy.vendor_is_current(site)
     monkeypatch.setattr(deploy.shutil, "which", lambda name: None)
     with pytest.raises(deploy.SiteBuildError, match="npm is not installed"):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import deploy, export, prompt
+from helpers import deploy, export, prompt, troubleshoot
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -26,6 +26,8 @@ WEBGPU_ARGS = [arg for arg in CHROMIUM_ARGS if arg != "--disable-gpu"] + ["--ena
                                                                           "--use-webgpu-adapter=swiftshader"]
 MODELS = {"test-tiny-gpt2": "exported_gpt2", "test-tiny-llama": "exported_llama", "test-tiny-chat": "exported_chat_llama"}
 INSTRUCTION = "Explain Albedo."
+LAST_ANSWER = "#conversation .turn:last-child .answer"
+LAST_STATS = "#conversation .turn:last-child .stats"
 
 
 @pytest.fixture(scope="module")
@@ -86,9 +88,10 @@ def _page(browser):
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
     page.errors = errors
-    # Every URL the page and its worker ask for: which ONNX Runtime build was fetched.
+    # Every URL the page and its worker fetch (HEAD requests, which only ask sizes, left out): which ONNX
+    # Runtime build was downloaded.
     page.requested = []
-    context.on("request", lambda request: page.requested.append(request.url))
+    context.on("request", lambda request: request.method != "HEAD" and page.requested.append(request.url))
     yield page
     context.close()
 
@@ -112,9 +115,14 @@ def _generate(page, instruction: str, max_new_tokens: int, wait: bool = True) ->
     return page.evaluate("courseApp.result")
 
 
-@pytest.mark.parametrize("model,dtype", [("test-tiny-gpt2", "fp32"), ("test-tiny-gpt2", "q8"),
-                                         ("test-tiny-llama", "fp32"), ("test-tiny-llama", "q8"),
-                                         ("test-tiny-chat", "q8")])
+# Every dtype each test model ships (chapter 06's export: GPT-2 has no MatMul for q4 to quantize; the
+# chat model is exported in fp32 and q8 only).
+SHIPPED = [("test-tiny-gpt2", "fp32"), ("test-tiny-gpt2", "q8"), ("test-tiny-gpt2", "fp16"),
+           ("test-tiny-llama", "fp32"), ("test-tiny-llama", "q8"), ("test-tiny-llama", "fp16"), ("test-tiny-llama", "q4"),
+           ("test-tiny-chat", "fp32"), ("test-tiny-chat", "q8")]
+
+
+@pytest.mark.parametrize("model,dtype", SHIPPED)
 def test_page_generates_what_onnxruntime_python_generates(site_url, page, model, dtype):
     state = _open(page, site_url, f"model={model}&dtype={dtype}")
     assert state["ready"], state["error"]
@@ -125,8 +133,8 @@ def test_page_generates_what_onnxruntime_python_generates(site_url, page, model,
     assert result["prompt"] == expected["prompt"]
     assert result["tokenIds"] == expected["token_ids"]
     assert result["rawText"] == expected["text"]
-    assert page.text_content("#output") == result["text"]
-    # On WASM the worker loads ONNX Runtime's plain CPU build, not the slower WebGPU-capable JSEP one.
+    assert page.text_content(LAST_ANSWER) == result["text"]
+    # On WASM the worker loads ONNX Runtime's plain CPU build, not the larger WebGPU-capable asyncify one.
     assert _fetched_wasm(page) == ["ort-wasm-simd-threaded.wasm"]
     assert not page.errors
 
@@ -142,47 +150,47 @@ def _fetched_wasm(page) -> list[str]:
     return [url.rsplit("/", 1)[-1] for url in page.requested if url.endswith(".wasm")]
 
 
-@pytest.mark.parametrize("model,dtype,runs_as", [("test-tiny-gpt2", "auto", "fp32"), ("test-tiny-llama", "q4", "q4")])
-def test_page_runs_on_webgpu_and_generates_what_python_generates(site_url, webgpu_page, model, dtype, runs_as):
+@pytest.mark.parametrize("model,dtype", SHIPPED + [("test-tiny-gpt2", "auto")])
+def test_page_on_software_webgpu_generates_what_python_generates(site_url, webgpu_page, model, dtype):
+    """Each shipped dtype where the browser offers WebGPU: fp32 and q4 run there (auto is fp32), q8 runs on
+    WASM by page.json's rule, fp16 falls back to WASM without the adapter's shader-f16 (SwiftShader has
+    none); wherever it runs, the tokens are Python's."""
     state = _open(webgpu_page, site_url, f"model={model}&dtype={dtype}")
-    assert _webgpu_adapter(webgpu_page), "Chromium gave no software WebGPU adapter: the WebGPU path is untested"
+    adapter = _webgpu_adapter(webgpu_page)
+    assert adapter, "Chromium gave no software WebGPU adapter: the WebGPU path is untested"
     assert state["ready"], state["error"]
-    assert state["device"] == "webgpu" and webgpu_page.text_content("#backend") == "WebGPU"
-    assert webgpu_page.evaluate("courseApp.dtype") == runs_as  # auto: fp32 on WebGPU
+    runs_as = webgpu_page.evaluate("courseApp.dtype")
+    assert runs_as == (export.PAGE_RULES["auto_dtype"]["webgpu"] if dtype == "auto" else dtype)
+    on_wasm = runs_as in export.WASM_ONLY_DTYPES or (runs_as == "fp16" and not adapter["shader_f16"])
+    assert state["device"] == ("wasm" if on_wasm else "webgpu")
+    assert webgpu_page.text_content("#backend").startswith("WASM" if on_wasm else "WebGPU")
+    if runs_as in export.WASM_ONLY_DTYPES:  # the page says why it did not use the GPU it has
+        assert "drift from the exact tokens" in webgpu_page.text_content("#status")
+    elif on_wasm:  # fp16 refused by the adapter: the worker fell back and said so
+        assert webgpu_page.evaluate("courseApp.fallbackFrom") == "webgpu" and "WebGPU failed" in webgpu_page.evaluate("courseApp.note")
+    if not on_wasm:  # the one-token warm-up compiled the shaders before the first question
+        assert webgpu_page.evaluate("courseApp.timings.warmup") > 0
     result = _generate(webgpu_page, INSTRUCTION, 20)
     expected = export.reference_generation(deploy.SITE_DIR / "models" / model, INSTRUCTION, dtype=runs_as, max_new_tokens=20)
     assert result["tokenIds"] == expected["token_ids"]
-    assert _fetched_wasm(webgpu_page) == ["ort-wasm-simd-threaded.jsep.wasm"]  # WebGPU needs the JSEP build
+    # WebGPU needs the asyncify build; a load that falls back to WASM stays on the build already started.
+    wanted = "ort-wasm-simd-threaded.wasm" if runs_as in export.WASM_ONLY_DTYPES else "ort-wasm-simd-threaded.asyncify.wasm"
+    assert _fetched_wasm(webgpu_page) == [wanted]
     assert not webgpu_page.errors
 
 
-def test_q8_runs_on_wasm_even_when_webgpu_is_there(site_url, webgpu_page):
-    # ONNX Runtime Web's WebGPU backend turns 8-bit models into gibberish (Transformers.js #1317);
-    # without the worker's rule this test sees different tokens from Python's.
-    state = _open(webgpu_page, site_url, "model=test-tiny-gpt2&dtype=q8")
-    assert _webgpu_adapter(webgpu_page)
-    assert state["ready"] and state["device"] == "wasm"
-    assert "wrong tokens" in webgpu_page.text_content("#status")
-    result = _generate(webgpu_page, INSTRUCTION, 20)
-    expected = export.reference_generation(deploy.SITE_DIR / "models" / "test-tiny-gpt2", INSTRUCTION, dtype="q8", max_new_tokens=20)
-    assert result["tokenIds"] == expected["token_ids"]
-    assert _fetched_wasm(webgpu_page) == ["ort-wasm-simd-threaded.wasm"]
-
-
-def test_webgpu_failure_falls_back_to_wasm(site_url, webgpu_page):
-    # fp16 on WebGPU needs the adapter's shader-f16 feature, which many GPUs (and SwiftShader) lack:
-    # Transformers.js then refuses the model on WebGPU, and the worker loads it on WASM instead.
-    state = _open(webgpu_page, site_url, "model=test-tiny-llama&dtype=fp16")
-    adapter = _webgpu_adapter(webgpu_page)
-    assert adapter and state["ready"], state["error"]
-    result = _generate(webgpu_page, INSTRUCTION, 12)
-    if adapter["shader_f16"]:  # a GPU with fp16: nothing to fall back from
-        assert state["device"] == "webgpu" and result["tokens"] == 12
-        return
-    assert state["device"] == "wasm" and webgpu_page.evaluate("courseApp.fallbackFrom") == "webgpu"
-    assert "WebGPU failed" in webgpu_page.text_content("#status") or "WebGPU failed" in webgpu_page.evaluate("courseApp.note")
-    expected = export.reference_generation(deploy.SITE_DIR / "models" / "test-tiny-llama", INSTRUCTION, dtype="fp16", max_new_tokens=12)
-    assert result["tokenIds"] == expected["token_ids"]
+@pytest.mark.parametrize("model,exact", [("test-tiny-gpt2", True), ("test-tiny-llama", False)])
+def test_why_q8_stays_on_wasm_q8_on_webgpu_drifts_for_llama(site_url, webgpu_page, model, exact):
+    """The measurement behind page.json's wasm_only_dtypes, with the rule lifted: on Transformers.js 4,
+    q8 on WebGPU gives Python's tokens for GPT-2 but not for a Llama model. When the Llama case turns
+    exact (a newer ONNX Runtime Web), this test fails: then q8 may run on WebGPU."""
+    rules = {**export.PAGE_RULES, "wasm_only_dtypes": []}
+    webgpu_page.route("**/page.json", lambda route: route.fulfill(status=200, content_type="application/json", body=json.dumps(rules)))
+    state = _open(webgpu_page, site_url, f"model={model}&dtype=q8")
+    assert state["ready"] and state["device"] == "webgpu", state
+    result = _generate(webgpu_page, INSTRUCTION, 40)
+    expected = export.reference_generation(deploy.SITE_DIR / "models" / model, INSTRUCTION, dtype="q8", max_new_tokens=40)
+    assert (result["tokenIds"] == expected["token_ids"]) == exact
 
 
 def test_progress_events_arrive_per_file(site_url, page):
@@ -208,6 +216,7 @@ def test_page_renders_the_chat_template_byte_identical_to_python(site_url, page,
         result = _generate(page, instruction, 2)
         assert result["prompt"] == prompt.prompt_text(smollm2_tokenizer, instruction)
         page.evaluate("courseApp.result = null")
+        page.click("#reset")  # a new conversation: the next prompt holds its question alone
 
 
 def test_main_thread_stays_responsive_and_stop_interrupts(site_url, page):
@@ -254,8 +263,8 @@ def test_a_prompt_template_from_an_older_export_is_refused_by_name(site_url, pag
 def test_model_output_is_text_never_html(site_url, page):
     assert _open(page, site_url, "model=test-tiny-gpt2&dtype=q8")["ready"]
     result = _generate(page, INSTRUCTION, 8)
-    assert page.locator("#output *").count() == 0  # textContent only: no element ever parsed from output
-    assert page.text_content("#output") == result["text"]
+    assert page.locator("#conversation .answer *").count() == 0  # textContent only: no element ever parsed from output
+    assert page.text_content(LAST_ANSWER) == result["text"]
 
 
 def test_threads_timings_and_token_times_for_the_benchmark(site_url, page):
@@ -274,18 +283,34 @@ def test_threads_timings_and_token_times_for_the_benchmark(site_url, page):
     assert not page.errors
 
 
-def test_page_json_is_transformers_js_own_table(site_url):
-    # site/page.json is the one copy of the dtype rules: the library pinned in package.json must agree.
+def _library(script: str):
+    """Run ``script`` (an ES module importing from the installed Transformers.js's src/) in node; its printed JSON."""
     node = shutil.which("node")
     assert node, "node is missing: install Node.js 20 (scripts/setup.sh)"
-    source = "./node_modules/@huggingface/transformers/src/utils/dtypes.js"
-    script = (f"import {{ DEFAULT_DTYPE_SUFFIX_MAPPING as suffix, DEFAULT_DEVICE_DTYPE_MAPPING as device }} from '{source}';"
-              "console.log(JSON.stringify({ suffix, device }));")
     done = subprocess.run([node, "--input-type=module", "-e", script], cwd=deploy.SITE_DIR, capture_output=True, text=True, check=True)
-    library = json.loads(done.stdout)
+    return json.loads(done.stdout)
+
+
+LIBRARY_SOURCE = "./node_modules/@huggingface/transformers/src"
+
+
+def test_page_json_is_transformers_js_own_table(site_url):
+    # site/page.json is the one copy of the dtype rules: the library pinned in package.json must agree.
+    library = _library(f"import {{ DEFAULT_DTYPE_SUFFIX_MAPPING as suffix, selectDtype }} from '{LIBRARY_SOURCE}/utils/dtypes.js';"
+                       "console.log(JSON.stringify({ suffix, auto: { webgpu: selectDtype('auto', 'model', 'webgpu'),"
+                       " wasm: selectDtype('auto', 'model', 'wasm') } }));")
     assert export.DTYPE_SUFFIX == library["suffix"]
-    # the library's default per device, fp32 where it names none ("If not specified, will default to fp32")
-    assert export.PAGE_RULES["auto_dtype"] == {"webgpu": library["device"].get("webgpu", "fp32"), "wasm": library["device"]["wasm"]}
+    assert export.PAGE_RULES["auto_dtype"] == library["auto"]  # what "auto" becomes on each backend
+
+
+def test_the_architectures_python_accepts_are_the_librarys(site_url):
+    from helpers import models
+
+    library = _library(f"import * as r from '{LIBRARY_SOURCE}/models/registry.js';"
+                       "console.log(JSON.stringify({ causal: [...r.MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.keys()],"
+                       " seq2seq: [...r.MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES.keys()] }));")
+    assert models.TRANSFORMERS_JS_CAUSAL_LM == set(library["causal"]) == export.SUPPORTED_MODEL_TYPES
+    assert models.TRANSFORMERS_JS_SEQ2SEQ == set(library["seq2seq"])
 
 
 def test_the_page_reads_the_rules_python_reads(site_url, page):
@@ -347,7 +372,7 @@ def test_the_answer_is_capped_at_the_room_the_question_leaves(site_url, page, co
     result = _generate(page, question, 512)
     assert result["promptTokens"] == prompt_tokens and result["maxNewTokens"] == 512 - prompt_tokens
     assert result["limitedByContext"] and result["tokens"] == 512 - prompt_tokens
-    assert f"limited to {512 - prompt_tokens} new tokens by the model's 512-token context" in page.text_content("#speed")
+    assert f"stopped by limit (the 512-token context left room for {512 - prompt_tokens} new tokens)" in page.text_content(LAST_STATS)
 
 
 def test_after_a_failed_generation_a_fresh_worker_answers_the_next_question(site_url, page):
@@ -398,6 +423,202 @@ def test_enter_sends_and_shift_enter_starts_a_new_line(site_url, page):
 
 def _submit_and_wait(page) -> dict:
     page.evaluate("courseApp.result = null")
+    page.fill("#instruction", INSTRUCTION)  # the box empties when a question is sent, as in a chat
     page.click("#generate")
     page.wait_for_function("courseApp.result || courseApp.error", timeout=60_000)
     return page.evaluate("courseApp.result")
+
+
+# --- the conversation, as a visitor uses it ---------------------------------------------------------
+
+
+def test_a_chat_model_is_asked_the_conversation_and_reset_starts_a_new_one(site_url, page, smollm2_tokenizer):
+    assert _open(page, site_url, "model=test-tiny-chat&dtype=fp32")["ready"]
+    assert page.is_disabled("#reset")  # nothing to reset yet
+    first = _generate(page, INSTRUCTION, 6)
+    page.evaluate("courseApp.result = null")
+    second = _generate(page, "And what is its unit?", 6)
+    # The second prompt is the chat template over the whole conversation: the answer shown, then the new question.
+    messages = [{"role": "user", "content": INSTRUCTION}, {"role": "assistant", "content": first["text"]},
+                {"role": "user", "content": "And what is its unit?"}]
+    assert second["prompt"] == smollm2_tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    assert page.locator("#conversation .turn").count() == 2
+    assert page.text_content("#conversation .turn:first-child .question") == INSTRUCTION
+    page.click("#reset")
+    assert page.locator("#conversation .turn").count() == 0 and page.evaluate("courseApp.history") == []
+    page.evaluate("courseApp.result = null")
+    third = _generate(page, "And what is its unit?", 6)
+    assert third["prompt"] == prompt.prompt_text(smollm2_tokenizer, "And what is its unit?")
+
+
+def test_a_model_trained_on_single_questions_is_asked_each_alone(site_url, page):
+    assert _open(page, site_url, "model=test-tiny-gpt2&dtype=fp32")["ready"]
+    _generate(page, INSTRUCTION, 4)
+    page.evaluate("courseApp.result = null")
+    second = _generate(page, "Explain Acid.", 4)
+    assert second["prompt"] == prompt.format_prompt("Explain Acid.")
+    assert page.locator("#conversation .turn").count() == 2  # both shown, as a history
+
+
+def test_the_oldest_exchanges_make_room_when_the_conversation_outgrows_the_context(site_url, page, smollm2_tokenizer):
+    assert _open(page, site_url, "model=test-tiny-chat&dtype=fp32")["ready"]
+    page.evaluate("courseApp.extraGenerationOptions = { min_new_tokens: 100 }")
+    question = "Albedo is the fraction of light a surface reflects. " * 8
+    for _ in range(3):
+        page.evaluate("courseApp.result = null")
+        result = _generate(page, question, 100)
+    assert result["droppedTurns"] >= 1 and result["promptTokens"] + 100 <= 512
+    kept = len(page.evaluate("courseApp.history")) - 1 - result["droppedTurns"]  # earlier exchanges still in the prompt
+    assert result["prompt"].count(question.strip()) == kept + 1
+    assert "left out to fit the context" in page.text_content(LAST_STATS)
+
+
+def test_each_answer_says_how_it_ended_and_can_be_copied(site_url, browser):
+    context = browser.new_context(permissions=["clipboard-read", "clipboard-write"])
+    page = context.new_page()
+    try:
+        assert _open(page, site_url, "model=test-tiny-gpt2&dtype=fp32")["ready"]
+        page.evaluate("courseApp.extraGenerationOptions = { min_new_tokens: 5 }")
+        result = _generate(page, INSTRUCTION, 5)
+        stats = page.text_content(LAST_STATS)
+        assert stats.startswith(f"{result['tokens']} tokens in ") and stats.endswith("stopped by limit (5 new tokens)")
+        page.click("#conversation .turn:last-child button.copy")
+        assert page.evaluate("navigator.clipboard.readText()") == result["text"]
+        page.evaluate("courseApp.extraGenerationOptions = {}")
+        page.evaluate("courseApp.result = null")
+        ended = _generate(page, INSTRUCTION, 400)
+        if ended["tokens"] < 400:  # the random model wrote its end-of-text token
+            assert page.text_content(LAST_STATS).endswith("stopped by end")
+    finally:
+        context.close()
+
+
+def test_focus_stays_on_a_usable_control_and_the_answer_in_view(site_url, browser):
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    try:
+        assert _open(page, site_url, "model=test-tiny-llama&dtype=fp32")["ready"]
+        page.fill("#max_new_tokens", "300")
+        page.fill("#instruction", INSTRUCTION)
+        page.focus("#generate")
+        page.keyboard.press("Enter")  # a keyboard user presses Generate
+        page.wait_for_function("courseApp.generating")
+        assert page.evaluate("document.activeElement.id") == "stop"  # not <body>: Generate is disabled now
+        assert page.get_attribute("#conversation", "aria-busy") == "true"
+        page.keyboard.press("Enter")  # ... and Stop
+        page.wait_for_function("courseApp.result || courseApp.error", timeout=60_000)
+        assert page.evaluate("courseApp.result.interrupted")
+        assert page.evaluate("document.activeElement.id") == "instruction"
+        assert page.get_attribute("#conversation", "aria-busy") == "false"
+        box = page.locator(LAST_ANSWER).bounding_box()
+        assert box and 0 <= box["y"] and box["y"] + min(box["height"], 100) <= 800  # the answer is on screen
+    finally:
+        page.close()
+
+
+def test_one_announcement_per_answer_not_one_per_token(site_url, page):
+    assert _open(page, site_url, "model=test-tiny-llama&dtype=fp32")["ready"]
+    live = page.evaluate("""[...document.querySelectorAll('[aria-live]:not([aria-live="off"]), [role=status], [role=alert], [role=log]')]
+                            .map(e => e.id)""")
+    assert sorted(live) == ["announcer", "error"]  # the answer itself is not a live region
+    assert page.is_hidden("#isolation")  # served with COOP/COEP: nothing to say
+    page.evaluate("""window.liveChanges = 0;
+        new MutationObserver(() => window.liveChanges++).observe(document.getElementById('announcer'),
+                                                              {childList: true, characterData: true, subtree: true});""")
+    page.evaluate("courseApp.extraGenerationOptions = { min_new_tokens: 40 }")
+    result = _generate(page, INSTRUCTION, 40)
+    assert result["tokens"] == 40 and page.evaluate("window.liveChanges") == 1
+    assert page.evaluate("courseApp.announcements.at(-1)").startswith(f"The model answered: {result['text']}")
+
+
+def test_downloads_are_sized_before_and_shown_as_one_total(site_url, page):
+    assert _open(page, site_url, "model=test-tiny-gpt2&dtype=q8")["ready"]
+    plan = page.evaluate("courseApp.plan")
+    model_dir = deploy.SITE_DIR / "models" / "test-tiny-gpt2"
+    expected_model = sum((model_dir / name).stat().st_size for name in
+                         ("onnx/model_quantized.onnx", "tokenizer.json", "config.json", "tokenizer_config.json"))
+    assert plan["modelBytes"] == expected_model
+    assert plan["runtimeBytes"] == (deploy.SITE_DIR / "vendor" / "ort-wasm-simd-threaded.wasm").stat().st_size
+    assert page.evaluate("courseApp.events.findIndex(e => e.type === 'plan')") < page.evaluate(
+        "courseApp.events.findIndex(e => e.type === 'progress')")  # announced before the first byte of the model
+    summary = page.text_content("#download-summary")
+    assert summary.startswith("Downloaded ") and "MB model + 14.3 MB runtime" in summary and "cache" in summary
+    assert not page.evaluate("document.getElementById('downloads').open")  # per-file rows folded away
+
+
+def test_stop_works_without_cross_origin_isolation(site_url, page):
+    """On a plain static host (no COOP/COEP, like GitHub Pages) Stop still stops, and the next question works."""
+    server, url = troubleshoot.serve_misconfigured(deploy.SITE_DIR, wasm_type="application/wasm", isolation=False)
+    try:
+        assert _open(page, url, "model=test-tiny-llama&dtype=fp32")["ready"]
+        assert not page.evaluate("self.crossOriginIsolated") and "not cross-origin isolated" in page.text_content("#backend")
+        assert "runs on one thread, and Stop loads the model again" in page.text_content("#isolation")  # said plainly
+        page.evaluate("courseApp.extraGenerationOptions = { min_new_tokens: 400 }")
+        _generate(page, INSTRUCTION, 400, wait=False)
+        page.wait_for_function("courseApp.events.some(e => e.type === 'token')", timeout=60_000)
+        page.click("#stop")
+        page.wait_for_function("courseApp.result", timeout=10_000)
+        result = page.evaluate("courseApp.result")
+        assert result["interrupted"] and result["tokens"] < 400
+        assert "stopped by you" in page.text_content(LAST_STATS)
+        assert page.evaluate("courseApp.restarts") == 1  # the worker was ended: no message reaches a WASM generation
+        page.wait_for_function("courseApp.ready && !courseApp.generating", timeout=120_000)
+        page.evaluate("courseApp.extraGenerationOptions = {}")
+        page.evaluate("courseApp.result = null")
+        assert _generate(page, INSTRUCTION, 6)["tokens"] >= 1
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+# --- accessibility --------------------------------------------------------------------------------
+
+AXE = deploy.SITE_DIR / "node_modules" / "axe-core" / "axe.min.js"
+
+
+def _contrast(first: str, second: str) -> float:
+    def luminance(rgb: str) -> float:
+        channels = [int(value) / 255 for value in rgb[rgb.index("(") + 1:rgb.index(")")].split(",")[:3]]
+        linear = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+        return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+    light, dark = sorted((luminance(first), luminance(second)), reverse=True)
+    return (light + 0.05) / (dark + 0.05)
+
+
+@pytest.mark.parametrize("width", [1280, 390])
+def test_axe_finds_no_serious_violation_and_targets_and_focus_ring_are_large_enough(site_url, browser, width):
+    assert AXE.exists(), f"{AXE} is missing: run `npm ci` in site/ (axe-core is a devDependency)"
+    page = browser.new_page(viewport={"width": width, "height": 800})
+    try:
+        assert _open(page, site_url, "model=test-tiny-gpt2&dtype=fp32")["ready"]
+        _generate(page, INSTRUCTION, 8)  # a conversation on screen, copy button included
+        page.add_script_tag(path=str(AXE))
+        found = page.evaluate("""async () => (await axe.run(document, {runOnly: {type: 'tag',
+            values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'wcag22aa', 'best-practice']}})).violations
+            .map(v => ({id: v.id, impact: v.impact, nodes: v.nodes.map(n => n.target.join(' '))}))""")
+        assert not [v for v in found if v["impact"] in ("serious", "critical")], found
+        # every enabled control at least 24 x 24 CSS pixels (WCAG 2.2, 2.5.8)
+        small = page.evaluate("""[...document.querySelectorAll('button:not([hidden]), input, select, textarea, summary')]
+            .map(e => ({id: e.id || e.className, box: e.getBoundingClientRect()}))
+            .filter(e => e.box.width < 24 || e.box.height < 24).map(e => e.id)""")
+        assert not small, small
+        page.focus("#instruction")
+        page.keyboard.press("Shift+Tab")  # keyboard focus: the ring shows (:focus-visible)
+        ring, background = page.evaluate("""[getComputedStyle(document.activeElement).outlineColor,
+                                             getComputedStyle(document.body).backgroundColor]""")
+        assert _contrast(ring, background) >= 3, (ring, background)
+    finally:
+        page.close()
+
+
+def test_drive_page_answers_and_photographs_the_page_at_desktop_and_phone_widths(site_url, tmp_path):
+    """What chapter 07 runs: the page asked greedily, its answer Python's, screenshots in the run folder."""
+    from PIL import Image
+
+    seen = deploy.drive_page(site_url, model="test-tiny-gpt2", dtype="fp32", instruction=INSTRUCTION, max_new_tokens=8,
+                             screenshots=tmp_path, executable=CHROMIUM)
+    expected = export.reference_generation(deploy.SITE_DIR / "models" / "test-tiny-gpt2", INSTRUCTION, max_new_tokens=8)
+    assert seen["result"]["tokenIds"] == expected["token_ids"] and seen["error"] is None
+    assert seen["screenshots"] == [str(tmp_path / f"page-{width}.png") for width in deploy.SCREENSHOT_WIDTHS]
+    for path, width in zip(seen["screenshots"], (1280, 390)):
+        with Image.open(path) as shot:
+            assert shot.width == width and shot.height >= 600

@@ -135,7 +135,7 @@ def test_healthy_site_passes(site_copy):
     server, url = deploy.serve(site_copy)
     diagnosis = _diagnose_and_stop(server, url)
     assert not diagnosis.fired, diagnosis.message
-    assert diagnosis.details["content_types"]["ort-wasm-simd-threaded.jsep.wasm"] == "application/wasm"
+    assert all(diagnosis.details["content_types"][name] == "application/wasm" for name in deploy.VENDOR_FILES if name.endswith(".wasm"))
 
 
 def test_wrong_wasm_mime_type_and_missing_isolation_are_detected(site_copy):

@@ -7,11 +7,12 @@ const vendor = new URL("./vendor/", self.location.href).href;
 env.allowLocalModels = true;
 env.allowRemoteModels = false;
 env.useBrowserCache = false;
-env.localModelPath = new URL("./models/", self.location.href).href;
+env.localModelPath = new URL("./models/", self.location.href).pathname; // a path: Transformers.js 4 ignores a URL
 
 self.onmessage = async ({ data }) => {
   try {
-    env.backends.onnx.wasm.wasmPaths = data.build === "jsep" ? vendor
+    env.backends.onnx.wasm.wasmPaths = data.build === "asyncify"
+      ? { mjs: `${vendor}ort-wasm-simd-threaded.asyncify.mjs`, wasm: `${vendor}ort-wasm-simd-threaded.asyncify.wasm` }
       : { mjs: `${vendor}ort-wasm-simd-threaded.mjs`, wasm: `${vendor}ort-wasm-simd-threaded.wasm` };
     env.backends.onnx.wasm.numThreads = Number(data.threads);
     const generator = await pipeline("text-generation", data.model, { dtype: data.dtype, device: "wasm" });

@@ -1,13 +1,14 @@
 // One ONNX Runtime Web session, run directly (no Transformers.js) on fixed inputs: one decode step
 // with a cache of `past` positions, timed `runs` times after `warmup` seconds of the same step.
-// build=plain|jsep picks the WebAssembly exactly as site/worker.js does, with the same JavaScript API.
+// build=plain|asyncify picks the WebAssembly exactly as site/worker.js does, with the same JavaScript API.
 const median = (values) => [...values].sort((a, b) => a - b)[values.length >> 1];
 
 self.onmessage = async ({ data }) => {
   try {
     const ort = await import("./ort/ort.webgpu.min.mjs");
     const vendor = new URL("./vendor/", self.location.href).href;
-    ort.env.wasm.wasmPaths = data.build === "jsep" ? vendor
+    ort.env.wasm.wasmPaths = data.build === "asyncify"
+      ? { mjs: `${vendor}ort-wasm-simd-threaded.asyncify.mjs`, wasm: `${vendor}ort-wasm-simd-threaded.asyncify.wasm` }
       : { mjs: `${vendor}ort-wasm-simd-threaded.mjs`, wasm: `${vendor}ort-wasm-simd-threaded.wasm` };
     ort.env.wasm.numThreads = Number(data.threads);
     const folder = new URL(`./models/${data.model}/`, self.location.href).href;

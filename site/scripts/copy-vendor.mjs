@@ -1,7 +1,7 @@
 // Copy the browser build of Transformers.js and ONNX Runtime Web's WASM files from node_modules
 // into vendor/, so the page loads everything from its own origin (no CDN at run time).
 // Run after `npm ci`: `npm run vendor` (helpers.deploy.build_site and scripts/setup.sh do both).
-import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -11,12 +11,13 @@ const vendor = join(site, "vendor");
 
 // transformers.min.js bundles onnxruntime-web's JavaScript; at run time ONNX Runtime imports a .mjs
 // and fetches its .wasm from env.backends.onnx.wasm.wasmPaths (the worker points that at vendor/):
-// the JSEP build for WebGPU, shipped by Transformers.js, and the plain CPU build for WASM, from the
-// onnxruntime-web package Transformers.js depends on (the same version, locked in package-lock.json).
+// the asyncify build (CPU and WebGPU kernels; what Transformers.js 4 loads by default) for WebGPU, and
+// the plain CPU build for WASM, both from the onnxruntime-web package Transformers.js depends on (the
+// same version, locked in package-lock.json). Transformers.js 4 ships no JSEP .wasm.
 const FILES = {
   "transformers.min.js": "@huggingface/transformers/dist",
-  "ort-wasm-simd-threaded.jsep.mjs": "@huggingface/transformers/dist",
-  "ort-wasm-simd-threaded.jsep.wasm": "@huggingface/transformers/dist",
+  "ort-wasm-simd-threaded.asyncify.mjs": "onnxruntime-web/dist",
+  "ort-wasm-simd-threaded.asyncify.wasm": "onnxruntime-web/dist",
   "ort-wasm-simd-threaded.mjs": "onnxruntime-web/dist",
   "ort-wasm-simd-threaded.wasm": "onnxruntime-web/dist",
 };
@@ -37,6 +38,10 @@ if (versionOf("onnxruntime-web") !== ortWanted) {
   process.exit(1);
 }
 mkdirSync(vendor, { recursive: true });
+// Files an earlier version vendored and this one does not (3.x's JSEP build): the page must not find them.
+for (const name of readdirSync(vendor)) {
+  if (!(name in FILES) && name !== "VERSION.json") rmSync(join(vendor, name));
+}
 for (const [name, from] of Object.entries(FILES)) {
   const source = join(modules, from, name);
   if (!existsSync(source)) {
