@@ -127,6 +127,27 @@ def chapter_input(run_dir: Path | str, name: str) -> Path:
     """Output ``name`` of an earlier chapter, or ``MissingInputError`` naming the chapter that makes it."""
     return require_input(output_path(run_dir, name), produced_by=OUTPUTS[name][0], run_dir=run_dir)
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def new_partial(path: Path | str) -> Path:
+    """A new, uniquely named, empty file beside ``path`` (``.NAME.XXXX.partial``), readable like any file.
+
+    Unique, so that two writers of one output never write into the same partial; 0644 under the usual
+    umask (``mkstemp`` alone makes it 0600, and a web server running as another user could not read
+    what lands in ``site/models/``).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    os.close(fd)
+    os.chmod(name, 0o666 & ~_umask())
+    return Path(name)
+
+
 @contextlib.contextmanager
 def atomic_output(path: Path | str, mode: str = "w", **open_kwargs: Any) -> Iterator[Any]:
     """Open a temporary file beside ``path`` and move it into place only if the block succeeds.
@@ -134,17 +155,65 @@ def atomic_output(path: Path | str, mode: str = "w", **open_kwargs: Any) -> Iter
     A chapter killed midway then leaves nothing half-written that a later run would trust.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    os.close(fd)
+    partial = new_partial(path)
     try:
-        with open(tmp_name, mode, **open_kwargs) as handle:
+        with open(partial, mode, **open_kwargs) as handle:
             yield handle
-        os.replace(tmp_name, path)
+        os.replace(partial, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp_name)
+            os.unlink(partial)
         raise
+
+
+class OutputBusyError(RuntimeError):
+    """Another process is writing the same output (or running the same runs folder)."""
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def output_lock(path: Path | str, what: str = "writing") -> Iterator[Path]:
+    """Hold ``.NAME.lock`` beside ``path`` (it records this process's PID) while the block runs.
+
+    A second writer of the same output is refused with the holder's PID instead of interleaving
+    with it; a lock left by a process that no longer runs is taken over.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = path.with_name(f".{path.name}.lock")
+    while True:
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            break
+        except FileExistsError:
+            try:
+                holder = int(lock.read_text(encoding="utf-8").strip() or 0)
+            except (FileNotFoundError, ValueError):
+                holder = 0
+            if holder and holder != os.getpid() and _process_alive(holder):
+                raise OutputBusyError(
+                    f"{path}: process {holder} is {what} it now. Wait for it to finish or stop it "
+                    f"(`kill {holder}`); if no such process runs, delete {lock}") from None
+            with contextlib.suppress(FileNotFoundError):
+                lock.unlink()  # left by a process that ended without cleaning up
+    try:
+        os.write(fd, f"{os.getpid()}\n".encode())
+    finally:
+        os.close(fd)
+    try:
+        yield lock
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            lock.unlink()
 
 
 @contextlib.contextmanager
@@ -157,7 +226,7 @@ def atomic_directory(path: Path | str) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
-    staging.chmod(0o755)  # mkdtemp makes it private; what lands here is meant to be read like any folder
+    staging.chmod(0o777 & ~_umask())  # mkdtemp makes it private; what lands here is meant to be read like any folder
     old = path.with_name(f".{path.name}.old-{os.getpid()}")
     try:
         yield staging
@@ -274,37 +343,47 @@ def run_course(
     if only:
         chapters = [chapter for chapter in chapters if chapter in only]
     run_dir.mkdir(parents=True, exist_ok=True)
-    summary = read_summary(run_dir)
-    summary.update({"profile": profile, "run_dir": str(run_dir), "overrides": dict(overrides or {})})
-    write_json(run_dir / "summary.json", summary)
-    for chapter in chapters:
-        notebook = Path(notebooks_dir) / f"{CHAPTERS[chapter]}.ipynb"
-        executed = chapter_dir(run_dir, chapter) / f"{notebook.stem}.executed.ipynb"
-        print(f"[{profile}] {chapter}: running {notebook.name}", flush=True)
-        started = time.perf_counter()
-        try:
-            papermill.execute_notebook(
-                str(notebook),
-                str(executed),
-                parameters={"profile": profile, "run_dir": str(run_dir), "overrides": dict(overrides or {})},
-                cwd=str(notebook.parent),
-                log_output=log_output,
-                progress_bar=False,
-                kernel_name="python3",
-                kernel_manager_class="helpers.course.EncryptedKernelManager",
-            )
-        except Exception as error:  # papermill raises PapermillExecutionError with the cell
-            seconds = time.perf_counter() - started
-            description = _describe(error, executed)
-            record_chapter(run_dir, chapter, status="failed", wall_seconds=seconds, error=description)
-            raise RuntimeError(
-                f"chapter {chapter} failed in {notebook} after {seconds:.1f}s: "
-                f"{description}\nThe executed notebook, with the failing cell, is {executed}"
-            ) from error
-        seconds = time.perf_counter() - started
-        record_chapter(run_dir, chapter, status="ok", wall_seconds=seconds, error=None)
-        print(f"[{profile}] {chapter}: ok in {seconds:.1f}s", flush=True)
+    # One runner per run folder: a second one would interleave its chapters with this one's.
+    with output_lock(run_dir / "summary.json", what="running the course in the run folder of"):
+        summary = read_summary(run_dir)
+        summary.update({"profile": profile, "run_dir": str(run_dir), "overrides": dict(overrides or {})})
+        write_json(run_dir / "summary.json", summary)
+        for chapter in chapters:
+            _run_chapter(papermill, profile, run_dir, chapter, notebooks_dir, overrides, log_output)
     return read_summary(run_dir)
+
+
+def _run_chapter(papermill: Any, profile: str, run_dir: Path, chapter: str, notebooks_dir: Path | str,
+                 overrides: dict[str, Any] | None, log_output: bool) -> None:
+    notebook = Path(notebooks_dir) / f"{CHAPTERS[chapter]}.ipynb"
+    executed = chapter_dir(run_dir, chapter) / f"{notebook.stem}.executed.ipynb"
+    print(f"[{profile}] {chapter}: running {notebook.name}", flush=True)
+    started = time.perf_counter()
+    try:
+        papermill.execute_notebook(
+            str(notebook),
+            str(executed),
+            parameters={"profile": profile, "run_dir": str(run_dir), "overrides": dict(overrides or {})},
+            cwd=str(notebook.parent),
+            log_output=log_output,
+            progress_bar=False,
+            kernel_name="python3",
+            kernel_manager_class="helpers.course.EncryptedKernelManager",
+        )
+    except BaseException as error:  # papermill raises PapermillExecutionError with the cell; Ctrl-C too
+        seconds = time.perf_counter() - started
+        description = "interrupted (Ctrl-C)" if isinstance(error, KeyboardInterrupt) else _describe(error, executed)
+        with contextlib.suppress(OSError):  # a full disk must not hide the chapter's own error
+            record_chapter(run_dir, chapter, status="failed", wall_seconds=seconds, error=description)
+        if not isinstance(error, Exception):
+            raise
+        raise RuntimeError(
+            f"chapter {chapter} failed in {notebook} after {seconds:.1f}s: "
+            f"{description}\nThe executed notebook, with the failing cell, is {executed}"
+        ) from error
+    seconds = time.perf_counter() - started
+    record_chapter(run_dir, chapter, status="ok", wall_seconds=seconds, error=None)
+    print(f"[{profile}] {chapter}: ok in {seconds:.1f}s", flush=True)
 
 
 # Outputs only some profiles make: 04's base folder is the tiny profile's stand-in (the other
@@ -424,7 +503,12 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run the course's chapters in order for a profile.")
     parser.add_argument("--profile", default="tiny", help=f"one of {', '.join(PROFILES)} (default: tiny)")
-    parser.add_argument("--from", dest="from_chapter", help=f"resume from this chapter ({', '.join(CHAPTERS)})")
+    parser.add_argument("--from", dest="from_chapter",
+                        help=f"run from this chapter on, on the outputs earlier chapters left in the run folder "
+                             f"({', '.join(CHAPTERS)}); 05_finetune then trains from the start unless --resume")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue fine-tuning from the last complete checkpoint in the run folder (after a kill "
+                             "or a disconnect); the same as --set finetune_resume=true")
     parser.add_argument("--runs-root", type=Path, help="where run folders go (default: runs/)")
     parser.add_argument("--run-dir", type=Path, help="the run folder itself (on Colab: the one on Google Drive, "
                                                      "MyDrive/corpus-to-client/runs/<profile>, that the notebooks use)")
@@ -437,6 +521,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         overrides = parse_overrides(args.overrides)
+        if args.resume:
+            overrides["finetune_resume"] = True
         if args.record_times and (overrides or args.from_chapter):
             raise ValueError("--record-times measures the profile as it is: run every chapter, without --set or --from")
         summary = run_course(args.profile, runs_root=args.runs_root, run_dir=args.run_dir,
@@ -446,7 +532,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"summary: {Path(summary['run_dir']) / 'summary.json'}")
         if args.record_times:
             print(f"times: {record_times(summary, args.record_times)}")
-    except (ValueError, KeyError, TypeError, RuntimeError, FileNotFoundError, ImportError) as error:
+    except (ValueError, KeyError, TypeError, RuntimeError, OSError, ImportError) as error:
+        # OSError: a read-only folder, no permission, a full disk: one line, not a traceback
         print(f"error: {error}", file=sys.stderr)
         return 1
     return 0

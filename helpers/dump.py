@@ -27,6 +27,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from helpers.course import OutputBusyError, new_partial, output_lock
+
 # Re-exported: each job's module owns its names; this one gathers them for the chapter and the tests.
 from helpers.download import (
     checksums_url,
@@ -105,36 +107,48 @@ from helpers.wikitext import (
 # --------------------------------------------------------------------------------------------
 
 
+def salvage_path(out: Path | str) -> Path:
+    """Where ``dump_to_jsonl`` keeps the articles read before a fault: ``NAME.until-fault.jsonl`` beside ``out``."""
+    out = Path(out)
+    return out.with_name(f"{out.stem}.until-fault{out.suffix}")
+
+
 def dump_to_jsonl(dump: Path | str, out: Path | str, **options: Any) -> DumpStats:
     """Write the articles of ``dump`` to ``out`` as JSON lines; return the counts.
 
     ``options`` are those of ``iter_articles`` (a ``stats`` given there is filled in and returned).
-    The file appears only when complete. If the dump
-    breaks midway, the articles before the fault are written to ``out`` (complete lines, up to the
-    fault) and the ``DumpError`` is raised afterwards, saying so.
+    ``out`` appears only when complete, and a failed parse never touches it: if the dump breaks midway,
+    the articles before the fault go to ``salvage_path(out)`` and the ``DumpError`` says so. A second
+    process writing the same ``out`` is refused (``course.OutputBusyError``, naming its PID), and so
+    is an ``out`` that is the dump itself.
     """
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    dump, out = Path(dump), Path(out)
+    if dump.resolve() == out.resolve() or (dump.exists() and out.exists() and dump.samefile(out)):
+        raise DumpError(f"{out}: the output is the dump itself, and writing it would destroy the dump. "
+                        "Give another output file (chapter 01 writes 01_dump/articles.jsonl).", path=dump)
     stats: DumpStats = options.pop("stats", None) or DumpStats()
-    partial = out.with_name(f".{out.name}.partial")
-    try:
-        with open(partial, "w", encoding="utf-8") as handle:
-            for article in iter_articles(dump, stats=stats, **options):
-                handle.write(json.dumps(article, ensure_ascii=False) + "\n")
-    except DumpNotFoundError:
-        partial.unlink()
-        raise
-    except DumpError as error:
+    with output_lock(out):
+        partial = new_partial(out)
+        try:
+            with open(partial, "w", encoding="utf-8") as handle:
+                for article in iter_articles(dump, stats=stats, **options):
+                    handle.write(json.dumps(article, ensure_ascii=False) + "\n")
+        except DumpError as error:
+            kept = stats.articles_kept
+            if kept and not isinstance(error, DumpNotFoundError):
+                os.replace(partial, salvage_path(out))
+                where = f"The {kept} articles before the fault were written to {salvage_path(out)}"
+            else:
+                partial.unlink()
+                where = "No article was read before the fault"
+            before = "the earlier complete file is still there" if out.exists() else "nothing was written there"
+            error.args = (f"{error.args[0]}\n{where}; {out} was not touched ({before}).",)
+            raise
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                partial.unlink()
+            raise
         os.replace(partial, out)
-        error.args = (
-            f"{error.args[0]}\nThe {stats.articles_kept} articles before the fault were written to {out}.",
-        )
-        raise
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(partial)
-        raise
-    os.replace(partial, out)
     return stats
 
 
@@ -284,6 +298,9 @@ def main(argv: list[str] | None = None) -> int:
     except DumpError as error:
         print(f"error: {error}", file=sys.stderr)
         _print_stats(stats, file=sys.stderr)
+        return 1
+    except OutputBusyError as error:
+        print(f"error: {error}", file=sys.stderr)
         return 1
     _print_stats(stats)
     print(f"wrote {args.output}")

@@ -291,8 +291,15 @@ def iter_pages(
         )
 
     with open(path, "rb") as raw_file:
-        compressed = raw_file.read(3) == b"BZh"
+        head = raw_file.read(4)
         raw_file.seek(0)
+        compressed = head.startswith(b"BZh")
+        if head.startswith(b"\x1f\x8b"):
+            raise fail("the file is gzip-compressed; MediaWiki dumps come as .xml.bz2 or plain .xml", 0,
+                       f"Download the .xml.bz2 dump, or decompress this file first (`gunzip -k {path.name}`).")
+        if not compressed and path.suffix == ".bz2":
+            raise fail(f"the file is named .bz2 but holds no bz2 data (it starts with {head!r})", 0,
+                       "The download is probably an error page or incomplete: download it again (helpers.dump.download).")
         chunks = _read_ahead(_bz2_chunks(raw_file)) if compressed else _plain_chunks(raw_file)
         bar = _progress_bar(path.stat().st_size, path.name) if progress else None
         parser = ET.XMLPullParser(events=("start", "end"))
@@ -320,6 +327,12 @@ def iter_pages(
                             f"the dump is encoded in {encoding}, but MediaWiki dumps are UTF-8", 0,
                             f"Convert it first, e.g. `iconv -f {encoding} -t UTF-8 in.xml > out.xml`.",
                         )
+                    if not chunk.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<"):
+                        raise fail(
+                            f"the {'decompressed data is' if compressed else 'file is'} not XML (it starts with "
+                            f"{chunk[:40]!r})", 0,
+                            "Pass a MediaWiki XML export, such as simplewiki-latest-pages-articles-multistream.xml.bz2.",
+                        )
                 if bar is not None:
                     bar.update(raw_file.tell() - bar.n)
                 if chunk is None:
@@ -331,6 +344,11 @@ def iter_pages(
                         if root is None:
                             root = element
                             language = element.get("{http://www.w3.org/XML/1998/namespace}lang")
+                            if name != "mediawiki":
+                                raise fail(
+                                    f"the XML is not a MediaWiki export (its root element is <{name}>, not <mediawiki>)",
+                                    0, "Pass a dump from dumps.wikimedia.org, or an export from Special:Export.",
+                                )
                         elif name == "siteinfo":
                             in_siteinfo = True
                         continue

@@ -22,6 +22,14 @@ def tiny_dump() -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_xml(tiny_dump) -> bytes:
+    """The tiny dump's XML, decompressed."""
+    import bz2
+
+    return bz2.decompress(tiny_dump.read_bytes())
+
+
+@pytest.fixture(scope="session")
 def table_dump() -> Path:
     return TABLE_DUMP
 

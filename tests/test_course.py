@@ -241,3 +241,73 @@ def test_the_runner_starts_kernels_with_transport_encryption_so_they_do_not_warn
         assert nbformat.read(tmp_path / "out.ipynb", as_version=4).cells[0].outputs[0]["text"] == "42\n"
     assert "without encryption" in runs["jupyter_client.manager.AsyncKernelManager"]  # the warning this avoids
     assert "without encryption" not in runs["helpers.course.EncryptedKernelManager"]
+
+
+# --- issue 13: resume, one runner per run folder, every failure recorded, OS errors in one line
+
+
+def _one_notebook(folder, code: str) -> str:
+    chapter, name = next(iter(course.CHAPTERS.items()))
+    folder.mkdir(exist_ok=True)
+    _notebook(folder / f"{name}.ipynb", code)
+    return chapter
+
+
+# A process that holds a lock until killed (tests/test_faults.py has the same for an output).
+HOLD = ("import sys, time; from helpers import course\n"
+        "with course.output_lock(sys.argv[1]):\n"
+        "    print('held', flush=True); time.sleep(60)\n")
+
+
+def test_resume_reaches_fine_tuning_and_plain_from_starts_it_afresh(monkeypatch, tmp_path):
+    calls = []
+    monkeypatch.setattr(course, "run_course", lambda profile, **kwargs: calls.append(kwargs) or
+                        {"chapters": {}, "run_dir": str(tmp_path)})
+    assert course.main(["--profile", "tiny", "--from", "05_finetune", "--resume", "--runs-root", str(tmp_path)]) == 0
+    assert calls[-1]["overrides"] == {"finetune_resume": True} and calls[-1]["from_chapter"] == "05_finetune"
+    assert course.main(["--profile", "tiny", "--from", "05_finetune", "--runs-root", str(tmp_path)]) == 0
+    assert calls[-1]["overrides"] == {}  # --from alone: chapter 05 trains from the start (the README says so)
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    assert "--from 05_finetune --resume" in readme and "trains from the start" in readme
+
+
+def test_a_second_runner_on_one_run_folder_is_refused(tmp_path):
+    notebooks = tmp_path / "notebooks"
+    chapter = _one_notebook(notebooks, "x = 1")
+    run_dir = tmp_path / "runs" / "tiny"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(run_dir / "summary.json")], cwd=REPO_ROOT,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(course.OutputBusyError, match=f"process {holder.pid} is running the course"):
+            course.run_course("tiny", run_dir=run_dir, notebooks_dir=notebooks, only=[chapter])
+    finally:
+        holder.kill()
+        holder.wait()
+    assert course.run_course("tiny", run_dir=run_dir, notebooks_dir=notebooks, only=[chapter])["chapters"][chapter]["status"] == "ok"
+
+
+def test_an_interrupted_chapter_is_recorded_as_failed(tmp_path, monkeypatch):
+    import papermill
+
+    notebooks = tmp_path / "notebooks"
+    chapter = _one_notebook(notebooks, "x = 1")
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(papermill, "execute_notebook", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        course.run_course("tiny", run_dir=tmp_path / "run", notebooks_dir=notebooks, only=[chapter])
+    entry = course.read_summary(tmp_path / "run")["chapters"][chapter]
+    assert entry["status"] == "failed" and "interrupted" in entry["error"]
+    assert not (tmp_path / "run" / ".summary.json.lock").exists()
+
+
+def test_an_os_error_ends_the_runner_with_one_line(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    done = subprocess.run([sys.executable, "-m", "helpers.course", "--profile", "tiny", "--runs-root", str(blocker / "runs")],
+                          cwd=REPO_ROOT, capture_output=True, text=True)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.startswith("error: ") and "a-file" in done.stderr

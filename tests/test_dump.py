@@ -25,11 +25,6 @@ from helpers.profiles import REPO_ROOT
 
 
 @pytest.fixture(scope="session")
-def tiny_xml(tiny_dump) -> bytes:
-    return bz2.decompress(tiny_dump.read_bytes())
-
-
-@pytest.fixture(scope="session")
 def raw_pages(tiny_xml) -> list[bytes]:
     return re.findall(rb"  <page>\n.*?  </page>\n", tiny_xml, re.S)
 
@@ -405,7 +400,9 @@ def test_iter_pages_memory_stays_flat(tmp_path, tiny_xml):
 
 
 def assert_prefix_written(out: Path, tiny_articles: list[dict]) -> list[dict]:
-    written = dump.read_jsonl(out)
+    """The articles before a fault are in the salvage file; ``out`` itself was never written."""
+    assert not out.exists()
+    written = dump.read_jsonl(dump.salvage_path(out))
     assert written == tiny_articles[: len(written)]
     return written
 
@@ -424,7 +421,7 @@ def test_truncated_bz2_keeps_the_pages_before_the_fault(tmp_path, tiny_dump, tin
     assert caught.value.pages_read == 106
     written = assert_prefix_written(out, tiny_articles)
     assert 5 < len(written) < len(tiny_articles)
-    assert f"{len(written)} articles before the fault were written" in message
+    assert f"{len(written)} articles before the fault were written to {dump.salvage_path(out)}" in message
 
 
 def test_truncated_multistream_loses_only_the_broken_stream(tmp_path, multistream, tiny_articles):
@@ -467,7 +464,7 @@ def test_utf16_dump_is_refused_with_advice(tmp_path, tiny_xml):
     with pytest.raises(dump.DumpError, match="UTF-16.*iconv") as caught:
         dump.dump_to_jsonl(path, out)
     assert "utf16.xml" in str(caught.value) and caught.value.byte_offset == 0
-    assert dump.read_jsonl(out) == []
+    assert not out.exists() and not dump.salvage_path(out).exists()
 
 
 def test_empty_page_text_is_skipped_and_counted(tmp_path, tiny_xml):
@@ -503,7 +500,9 @@ def test_cli_reports_the_fault_and_exits_nonzero(tmp_path, tiny_dump):
     assert result.returncode == 1
     assert "cut.xml.bz2" in result.stderr and "truncated" in result.stderr
     assert re.search(r"pages_read\s+\d+", result.stderr)
-    assert out.exists()
+    # the first 900 kB bz2 block is cut: no article came out of it, and nothing is written
+    assert "No article was read before the fault" in result.stderr and f"{out} was not touched" in result.stderr
+    assert not out.exists() and not dump.salvage_path(out).exists()
 
 
 # --- download ----------------------------------------------------------------------------------
