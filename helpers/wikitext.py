@@ -8,6 +8,7 @@ every name here is importable from ``helpers.dump`` too.
 """
 from __future__ import annotations
 
+import bisect
 import html
 import re
 from typing import Any
@@ -20,8 +21,11 @@ DROPPED_TAGS = (
 )
 _DROPPED_TAG_NAMES = "|".join(DROPPED_TAGS)
 COMMENT_RE = re.compile(r"<!--.*?(?:-->|\Z)", re.S)
-SELF_CLOSING_DROPPED_RE = re.compile(rf"<(?:{_DROPPED_TAG_NAMES})\b[^>]*/>", re.I)
-DROPPED_ELEMENT_RE = re.compile(rf"<({_DROPPED_TAG_NAMES})\b[^>]*>.*?(?:</\1\s*>|\Z)", re.I | re.S)
+# The opening and closing tags of those elements; ``drop_elements`` pairs them in one scan.
+DROPPED_TAG_RE = re.compile(rf"<(/?)({_DROPPED_TAG_NAMES})\b([^>]*)>", re.I)
+# As in MediaWiki's preprocessor, these run to the end of the page when never closed; any other
+# unclosed tag is literal text, and parsing goes on after it.
+RUN_TO_END_TAGS = frozenset({"includeonly", "noinclude", "onlyinclude"})
 LINE_BREAK_TAG_RE = re.compile(r"<br\s*/?>|<br\s[^>]*>", re.I)
 ANY_TAG_RE = re.compile(r"</?[A-Za-z][A-Za-z0-9]*(?:\s[^<>]*)?/?>")
 
@@ -66,10 +70,11 @@ def _template_replacement(body: str, keep_tables: bool) -> str:
     if not rest or name not in KEPT_TEMPLATES:
         return ""
     arguments = [argument for argument in _split_arguments(rest) if "=" not in argument]
+    # (templates nested in the arguments were replaced before this one: strip_braces works inside out)
     if name in KEEP_FIRST_ARGUMENT_TEMPLATES and arguments:
-        return strip_braces(arguments[0], keep_tables)
+        return arguments[0]
     if name == "lang" and len(arguments) >= 2:
-        return strip_braces(arguments[1], keep_tables)
+        return arguments[1]
     if name in ("convert", "cvt") and len(arguments) >= 2:
         # "{{convert|468|km2|sqmi}}" reads "468 km2"; a range "{{convert|1|to|2|m}}" reads "1 to 2 m"
         if len(arguments) >= 4 and arguments[1] in ("to", "-", "and", "or", "by", "x", "×"):
@@ -93,46 +98,104 @@ def _split_arguments(text: str) -> list[str]:
     return arguments
 
 
+class _Span:
+    """An open template, table or link while scanning: its kind, where its body starts, and the body so
+    far with the spans nested in it already replaced. ``pieces`` holds strings, and lists for the
+    bodies of unclosed spans folded into it (joined once, at the end: no text is copied twice)."""
+
+    __slots__ = ("kind", "start", "copied", "pieces")
+
+    def __init__(self, kind: str, start: int, copied: int) -> None:
+        self.kind, self.start, self.copied, self.pieces = kind, start, copied, []
+
+    def take(self, text: str, up_to: int) -> None:
+        self.pieces.append(text[self.copied:up_to])
+        self.copied = up_to
+
+    def body(self, text: str, up_to: int) -> str:
+        return _flatten(self.pieces) + text[self.copied:up_to]
+
+
+def _flatten(pieces: list) -> str:
+    """The text of nested piece lists, joined without recursion."""
+    out: list[str] = []
+    pending = [iter(pieces)]
+    while pending:
+        for piece in pending[-1]:
+            if isinstance(piece, list):
+                pending.append(iter(piece))
+                break
+            out.append(piece)
+        else:
+            pending.pop()
+    return "".join(out)
+
+
+# An unclosed infobox or table: its name line, then lines of parameters or rows ("| name = X", "|-", "! a").
+UNCLOSED_BLOCK_RE = re.compile(r"[^\n]*(?:\n[ \t]*[|!][^\n]*)+")
+
+
+def _fold_unclosed(text: str, stack: list[_Span], up_to: int) -> None:
+    """An opener never closed is literal text, as in MediaWiki: its mark is dropped and its body so far
+    joins its parent. One exception keeps prose clean: when the opener starts a block (a template's
+    name line followed by ``| parameter`` lines, or a table's rows), that block goes too."""
+    span = stack.pop()
+    span.take(text, up_to)
+    pieces = span.pieces
+    if span.kind in ("{{", "{|"):
+        lead = 0  # the span's own text before anything folded into it
+        while lead < len(pieces) and isinstance(pieces[lead], str):
+            lead += 1
+        head = "".join(pieces[:lead])
+        block = UNCLOSED_BLOCK_RE.match(head)
+        if block and "\n" in block.group():
+            pieces = [head[block.end():], *pieces[lead:]]
+    parent = stack[-1]
+    parent.pieces.append(pieces)
+    parent.copied = up_to
+
+
 def strip_braces(text: str, keep_tables: bool = False) -> str:
     """Remove templates ``{{...}}`` and tables ``{|...|}``, nested to any depth, in one linear scan.
 
-    A stack of open positions pairs each closing token with its opener; only the outermost spans are
-    cut, so the cost is linear in the text length. With ``keep_tables`` a table becomes one line per
-    row, cells separated by `` | ``.
+    A stack of open spans pairs each closing token with its opener, and each span's body is built with
+    the spans inside it already replaced, so nothing is scanned twice and nothing recurses, however deep
+    the nesting. As in MediaWiki, an opener that never closes is literal text: its mark is dropped and
+    what follows it is read as usual. With ``keep_tables`` a table becomes one line per row, cells
+    separated by `` | ``.
     """
     if "{" not in text and "}" not in text:
         return text
-    pieces: list[str] = []
-    stack: list[tuple[str, int]] = []  # (kind, start) of open templates ("{{") and tables ("{|")
-    copied_up_to = 0
+    stack = [_Span("", 0, 0)]  # the page itself at the bottom
+    open_count = {"{{": 0, "{|": 0}  # spans of each kind on the stack (a scan of the stack would be quadratic)
     for token in BRACE_TOKEN_RE.finditer(text):
         mark = token.group().strip()
         if mark in ("{{", "{|"):
-            if not stack:
-                pieces.append(text[copied_up_to:token.start()])
-            stack.append((mark, token.end()))
+            stack[-1].take(text, token.start())
+            stack.append(_Span(mark, token.start(), token.end()))
+            open_count[mark] += 1
             continue
         wanted = "{{" if mark == "}}" else "{|"
-        if not stack or not any(kind == wanted for kind, _ in stack):
-            if not stack:  # a stray closer outside any span: drop it, keep the text before
-                pieces.append(text[copied_up_to:token.start()])
-                copied_up_to = token.end()
+        if not open_count[wanted]:
+            if len(stack) == 1:  # a stray closer outside any span: drop it, keep the text before
+                stack[0].take(text, token.start())
+                stack[0].copied = token.end()
             continue
-        while stack[-1][0] != wanted:  # an unclosed inner span ends with its parent
-            stack.pop()
-        kind, body_start = stack.pop()
-        if not stack:
-            body = text[body_start:token.start()]
-            if kind == "{{":
-                pieces.append(_template_replacement(body, keep_tables))
-            elif keep_tables:
-                pieces.append("\n" + table_to_text(strip_braces(body, keep_tables)) + "\n")
-            copied_up_to = token.end()
-    if stack:  # the outermost opener never closes: drop just its mark and read on after it
-        pieces.append(strip_braces(text[stack[0][1]:], keep_tables))
-    else:
-        pieces.append(text[copied_up_to:])
-    return "".join(pieces)
+        while stack[-1].kind != wanted:  # an unclosed inner span ends with its parent
+            open_count[stack[-1].kind] -= 1
+            _fold_unclosed(text, stack, token.start())
+        span = stack.pop()
+        open_count[wanted] -= 1
+        body = span.body(text, token.start())
+        if span.kind == "{{":
+            replacement = _template_replacement(body, keep_tables)
+        else:
+            replacement = "\n" + table_to_text(body) + "\n" if keep_tables else ""
+        stack[-1].pieces.append(replacement)
+        stack[-1].copied = token.end()
+    while len(stack) > 1:
+        _fold_unclosed(text, stack, len(text))
+    return stack[0].body(text, len(text))
 
 
 def table_to_text(table_body: str) -> str:
@@ -184,30 +247,24 @@ def _cell_content(cell: str) -> str:
 def strip_links(text: str) -> str:
     """Replace ``[[target|label]]`` by its label and drop file, image, category and language links.
 
-    File captions may hold links of their own, so outermost links are found with a stack.
+    File captions may hold links of their own: as in ``strip_braces``, a stack pairs the brackets in
+    one scan and each link's text is built with the links inside it already replaced. An unclosed
+    ``[[`` is literal text (its mark dropped), and a stray ``]]`` is dropped.
     """
     if "[[" not in text:
         return text
-    pieces: list[str] = []
-    depth = 0
-    start = 0
-    copied_up_to = 0
+    stack = [_Span("", 0, 0)]
     for token in LINK_TOKEN_RE.finditer(text):
         if token.group() == "[[":
-            if depth == 0:
-                pieces.append(text[copied_up_to:token.start()])
-                start = token.end()
-            depth += 1
-        elif depth > 0:
-            depth -= 1
-            if depth == 0:
-                pieces.append(_link_label(text[start:token.start()]))
-                copied_up_to = token.end()
-    if depth > 0:  # an unclosed "[[": drop just that mark and read on from there
-        pieces.append(strip_links(text[start:]))
-    else:
-        pieces.append(text[copied_up_to:])
-    return "".join(pieces).replace("]]", "")
+            stack[-1].take(text, token.start())
+            stack.append(_Span("[[", token.start(), token.end()))
+        elif len(stack) > 1:
+            span = stack.pop()
+            stack[-1].pieces.append(_link_label(span.body(text, token.start())))
+            stack[-1].copied = token.end()
+    while len(stack) > 1:
+        _fold_unclosed(text, stack, len(text))
+    return stack[0].body(text, len(text)).replace("]]", "")
 
 
 def _link_label(inner: str) -> str:
@@ -222,8 +279,46 @@ def _link_label(inner: str) -> str:
         label = label.strip()
         if not label:  # the "pipe trick": [[Paris, Texas|]] reads "Paris"
             return re.sub(r"\s*\(.*?\)\s*$", "", target.split(",")[0]).strip()
-        return strip_links(label) if "[[" in label else label
+        return label  # links inside it were replaced before this one (strip_links works inside out)
     return target
+
+
+def drop_elements(text: str) -> str:
+    """Remove ``<ref>...</ref>``, ``<math>...</math>`` and the other ``DROPPED_TAGS`` with their content.
+
+    Each opening tag is paired with the first closing tag of its name after it, as MediaWiki's
+    preprocessor pairs them; a self-closing one (``<ref name="a"/>``) goes alone. An opening tag with no
+    closing tag after it is literal text: only the tag goes, and the rest of the page is read on
+    (except ``includeonly``, ``noinclude`` and ``onlyinclude``, which run to the end). One scan, with
+    the closing positions looked up by bisection.
+    """
+    tokens = list(DROPPED_TAG_RE.finditer(text))
+    if not tokens:
+        return text
+    closers: dict[str, list[int]] = {}
+    for token in tokens:
+        if token.group(1):
+            closers.setdefault(token.group(2).lower(), []).append(token.start())
+    pieces, copied, resume_at = [], 0, 0
+    for token in tokens:
+        if token.start() < resume_at or token.group(1):
+            continue  # inside a dropped element, or a stray closing tag (ANY_TAG_RE removes it later)
+        name = token.group(2).lower()
+        pieces.append(text[copied:token.start()])
+        if token.group(3).rstrip().endswith("/"):  # self-closing
+            copied = resume_at = token.end()
+            continue
+        after = closers.get(name, [])
+        index = bisect.bisect_left(after, token.end())
+        if index < len(after):
+            close = DROPPED_TAG_RE.match(text, after[index])
+            copied = resume_at = close.end()
+        elif name in RUN_TO_END_TAGS:
+            copied = resume_at = len(text)
+        else:  # unclosed: the tag is literal text, parsing goes on after it
+            copied = resume_at = token.end()
+    pieces.append(text[copied:])
+    return "".join(pieces)
 
 
 def _unescape(text: str) -> str:
@@ -240,8 +335,7 @@ def clean_inline(text: str, keep_tables: bool = False) -> str:
     """Wikitext to plain text, lines kept: comments, refs, tags, templates, tables, links, quotes out."""
     text = COMMENT_RE.sub("", text)
     if "<" in text:
-        text = SELF_CLOSING_DROPPED_RE.sub("", text)
-        text = DROPPED_ELEMENT_RE.sub("", text)
+        text = drop_elements(text)
         text = LINE_BREAK_TAG_RE.sub("\n", text)
     text = strip_braces(text, keep_tables)
     text = strip_links(text)

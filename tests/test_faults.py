@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import gzip
 import os
+import random
 import stat
 import subprocess
 import sys
+import time
 
 import pytest
 
-from helpers import course, dump
+from helpers import course, dump, wikitext
 from helpers.profiles import REPO_ROOT
 
 
@@ -130,3 +132,112 @@ def test_outputs_are_written_0644_and_folders_0755(tmp_path, tiny_dump):
         os.umask(previous)
     assert _mode(tmp_path / "a.json") == 0o644 and _mode(tmp_path / "articles.jsonl") == 0o644
     assert _mode(tmp_path / "model") == 0o755 and _mode(tmp_path / "model" / "config.json") == 0o644
+
+
+# --- 5 and 6. the wikitext stripper: no recursion, linear time, MediaWiki's rules for unclosed markup ---
+
+ADVERSARIAL = {
+    "unclosed templates": lambda n: "{{" * n + "x",
+    "unclosed links": lambda n: "[[" * n + "x",
+    "nested links": lambda n: "[[a|" * n + "x" + "]]" * n,
+    "nested kept templates": lambda n: "{{nowrap|" * n + "x" + "}}" * n,
+    "templates across unclosed tables": lambda n: "{{a|" * n + "{|\n" * n + "}}" * n,
+    "unclosed templates with prose": lambda n: "{{ some words here\n" * n,
+    "closed in unclosed": lambda n: "{{a|b}} {{c|" * n,
+    "unclosed refs": lambda n: "<ref>" * n + "x",
+}
+
+
+def _shallow(limit: int = 60):
+    """A recursion limit just above the current depth: any recursion per nesting level fails at once."""
+    import contextlib
+    import inspect
+
+    @contextlib.contextmanager
+    def limited():
+        previous = sys.getrecursionlimit()
+        sys.setrecursionlimit(len(inspect.stack()) + limit)
+        try:
+            yield
+        finally:
+            sys.setrecursionlimit(previous)
+    return limited()
+
+
+@pytest.mark.parametrize("case", sorted(ADVERSARIAL))
+def test_deep_or_unclosed_markup_neither_recurses_nor_leaves_marks(case):
+    markup = ADVERSARIAL[case](2_000)
+    with _shallow():
+        for keep_tables in (False, True):
+            text = "\n".join(section["text"] for section in wikitext.parse_wikitext(markup, keep_tables))
+            assert not any(mark in text for mark in ("{{", "}}", "[[", "]]", "<ref")), (case, text[:80])
+
+
+def _cpu_seconds(markup: str) -> float:
+    best = float("inf")
+    for _ in range(3):  # CPU time of this process, the best of three: other processes barely move it
+        started = time.process_time()
+        wikitext.parse_wikitext(markup, keep_tables=True)
+        best = min(best, time.process_time() - started)
+    return best
+
+
+@pytest.mark.parametrize("case", sorted(ADVERSARIAL))
+def test_the_stripper_takes_linear_time_on_adversarial_markup(case):
+    """A complexity guard, not a speed goal: ten times the input costs about ten times the time when the
+    scan is linear, and a hundred times when it is quadratic (the stripper before issue 13 took 13 s on
+    20,000 of "{{a|b}} {{c|" and 266 s on 80,000). 30x is the line between them."""
+    small, large = _cpu_seconds(ADVERSARIAL[case](8_000)), _cpu_seconds(ADVERSARIAL[case](80_000))
+    assert large < 30 * max(small, 0.02), (case, small, large)  # inputs big enough to time (20 ms and more)
+
+
+def _random_markup(rng: random.Random, pieces: int) -> str:
+    vocabulary = ["{{", "}}", "{|", "|}", "|-", "|", "!", "[[", "]]", "[[File:a.jpg|thumb|", "[[Category:X]]",
+                  "<ref>", "</ref>", '<ref name="a"/>', "<ref name=b>", "<!--", "-->", "<math>", "</math>",
+                  "<br/>", "<noinclude>", "'''", "''", "== H ==", "=== H ===", "&amp;", "&nbsp;", "[http://x.org y]",
+                  "{{nowrap|", "{{lang|fr|", "{{convert|3|km}}", "* ", "# ", ":", "\n", "\n\n", " ", "word", "Albedo",
+                  "é", "日本", "\t", "__NOTOC__", "<div>", "</div>", "=", ",", "."]
+    return "".join(rng.choice(vocabulary) + (" " if rng.random() < 0.3 else "") for _ in range(pieces))
+
+
+def test_random_and_adversarial_markup_never_raises():
+    """A seeded fuzz: 400 random pages of markup soup, each parsed with and without tables, no exception,
+    no template or link mark left, every section a dict of heading, level and text."""
+    rng = random.Random(13)
+    with _shallow():
+        for _ in range(400):
+            markup = _random_markup(rng, rng.randint(1, 400))
+            for keep_tables in (False, True):
+                sections = wikitext.parse_wikitext(markup, keep_tables)
+                for section in sections:
+                    assert set(section) == {"heading", "level", "text"} and isinstance(section["text"], str)
+                    assert "{{" not in section["text"] and "[[" not in section["text"], markup
+
+
+def test_an_unclosed_ref_keeps_the_rest_of_the_article():
+    sections = wikitext.parse_wikitext("Albedo is reflectivity.<ref>Smith 2001, p. 4\n\n== Measurement ==\n"
+                                       "It is measured from 0 to 1.<ref name=a/>\n\n== Uses ==\nClimate models.")
+    assert [s["heading"] for s in sections] == ["", "Measurement", "Uses"]
+    assert sections[1]["text"] == "It is measured from 0 to 1." and sections[2]["text"] == "Climate models."
+    # a closed one is still removed with its content, and <noinclude> still runs to the end when unclosed
+    assert wikitext.parse_wikitext("A.<ref>cite</ref> B.")[0]["text"] == "A. B."
+    assert wikitext.parse_wikitext("A. <noinclude>hidden\n\n== X ==\nhidden")[0]["text"] == "A."
+
+
+def test_an_unclosed_infobox_leaks_no_parameters_into_the_prose():
+    sections = wikitext.parse_wikitext("{{Infobox person\n| name = Ada Lovelace\n| born = 1815\n"
+                                       "'''Ada Lovelace''' was a mathematician.\n\n== Life ==\nShe wrote notes.")
+    assert sections[0]["text"] == "Ada Lovelace was a mathematician." and sections[1]["text"] == "She wrote notes."
+    # inline, MediaWiki's rule: the mark is literal text (dropped here) and the words after it stay
+    assert wikitext.parse_wikitext("Born {{circa 1815 in London.")[0]["text"] == "Born circa 1815 in London."
+
+
+def test_one_pathological_page_does_not_abort_the_dump(tmp_path, tiny_xml, tiny_articles):
+    page = ("  <page>\n    <title>Deep</title>\n    <ns>0</ns>\n    <id>999999</id>\n    <revision>\n"
+            "      <timestamp>2024-01-01T00:00:00Z</timestamp>\n      <text>" + "{{" * 10_000 + "[[" * 10_000
+            + "Deep is a test.</text>\n    </revision>\n  </page>\n")
+    path = tmp_path / "deep.xml"
+    path.write_bytes(tiny_xml.replace(b"</mediawiki>", page.encode() + b"</mediawiki>"))
+    articles = list(dump.iter_articles(path))
+    assert [a["title"] for a in articles] == [a["title"] for a in tiny_articles] + ["Deep"]
+    assert articles[-1]["sections"][0]["text"] == "Deep is a test."
