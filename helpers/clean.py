@@ -173,6 +173,8 @@ class CleaningConfig:
     examples_per_filter: int = 3
 
     def __post_init__(self) -> None:
+        if self.lsh_bands < 1 or self.num_perm < 1:
+            raise ValueError(f"num_perm ({self.num_perm}) and lsh_bands ({self.lsh_bands}) must be at least 1")
         if self.num_perm % self.lsh_bands:
             raise ValueError(f"num_perm ({self.num_perm}) must be a multiple of lsh_bands ({self.lsh_bands})")
         if not 0 < self.near_duplicate_threshold <= 1:

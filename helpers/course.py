@@ -344,13 +344,28 @@ def run_course(
         chapters = [chapter for chapter in chapters if chapter in only]
     run_dir.mkdir(parents=True, exist_ok=True)
     # One runner per run folder: a second one would interleave its chapters with this one's.
-    with output_lock(run_dir / "summary.json", what="running the course in the run folder of"):
+    with output_lock(run_dir / "summary.json", what="running the course in the run folder of"), _kernels_import_this_checkout():
         summary = read_summary(run_dir)
         summary.update({"profile": profile, "run_dir": str(run_dir), "overrides": dict(overrides or {})})
         write_json(run_dir / "summary.json", summary)
         for chapter in chapters:
             _run_chapter(papermill, profile, run_dir, chapter, notebooks_dir, overrides, log_output)
     return read_summary(run_dir)
+
+
+@contextlib.contextmanager
+def _kernels_import_this_checkout() -> Iterator[None]:
+    """The chapters' kernels import ``helpers`` from the checkout this runner runs from (REPO_ROOT put
+    first on their PYTHONPATH), not from wherever an editable install last pointed."""
+    previous = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), *([previous] if previous else [])])
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = previous
 
 
 def _run_chapter(papermill: Any, profile: str, run_dir: Path, chapter: str, notebooks_dir: Path | str,

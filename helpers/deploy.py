@@ -108,7 +108,9 @@ def deploy_model(model_dir: Path | str, site_dir: Path | str = SITE_DIR, name: s
     target = models / name
     staging = models / f".{name}.partial"
     shutil.rmtree(staging, ignore_errors=True)
-    shutil.copytree(model_dir, staging)
+    # New files, not copies of the old ones' times: a redeployed model (even an older export) gets a new
+    # Last-Modified, so a browser revalidating its cached copy fetches it instead of hearing 304.
+    shutil.copytree(model_dir, staging, copy_function=shutil.copyfile)
     if target.exists():
         shutil.rmtree(target)
     staging.rename(target)
@@ -350,11 +352,18 @@ def publish_space(staged: Path | str, repo_id: str, *, token: str | None = None,
     return f"https://{owner}-{space}.static.hf.space/".lower().replace("_", "-")
 
 
+def _port(value: str) -> int:
+    port = int(value)
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{value} is not a port number (0-65535)")
+    return port
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m helpers.deploy", description="Build, deploy to and serve the course's site/.")
     commands = parser.add_subparsers(dest="command", required=True)
     serve_cmd = commands.add_parser("serve", help="serve site/ (COOP/COEP headers, correct MIME types)")
-    serve_cmd.add_argument("--port", type=int, default=8000)
+    serve_cmd.add_argument("--port", type=_port, default=8000, help="0-65535 (0: any free port)")
     serve_cmd.add_argument("--host", default="127.0.0.1")
     serve_cmd.add_argument("--site", type=Path, default=SITE_DIR)
     build_cmd = commands.add_parser("build", help="npm ci + copy the library into site/vendor/")

@@ -23,7 +23,7 @@ import json
 import os
 import re
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -153,12 +153,34 @@ def dump_to_jsonl(dump: Path | str, out: Path | str, **options: Any) -> DumpStat
     return stats
 
 
-def iter_jsonl(path: Path | str) -> Iterator[dict[str, Any]]:
-    """Yield the records of a JSON-lines file one at a time."""
+class JsonlError(ValueError):
+    """A JSON-lines file holds a line that is not a JSON object; the message names the file and the line."""
+
+
+def iter_jsonl(path: Path | str, *, required: Sequence[str] = ()) -> Iterator[dict[str, Any]]:
+    """Yield the records of a JSON-lines file one at a time.
+
+    A line that is not a JSON object, or lacks one of the ``required`` keys, raises ``JsonlError``
+    naming the file, the line number and what to do, before anything downstream uses a bad record.
+    """
     with open(path, encoding="utf-8") as handle:
-        for line in handle:
-            if line.strip():
-                yield json.loads(line)
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise JsonlError(
+                    f"{path}, line {number}: not valid JSON ({error.msg}, column {error.colno}). The file was "
+                    "probably cut short or edited by hand: run the chapter that writes it again") from None
+            if not isinstance(record, dict):
+                raise JsonlError(f"{path}, line {number}: a {type(record).__name__}, not a JSON object. "
+                                 "Run the chapter that writes it again")
+            missing = [key for key in required if key not in record]
+            if missing:
+                raise JsonlError(f"{path}, line {number}: the record has no {', '.join(missing)}. "
+                                 "Run the chapter that writes it again")
+            yield record
 
 
 def read_jsonl(path: Path | str) -> list[dict[str, Any]]:
@@ -300,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         _print_stats(stats, file=sys.stderr)
         return 1
-    except OutputBusyError as error:
+    except (OutputBusyError, OSError) as error:  # OSError: no permission, a read-only or full disk
         print(f"error: {error}", file=sys.stderr)
         return 1
     _print_stats(stats)

@@ -136,6 +136,13 @@ def tokenize_pair(
     spans the boundary. Longer than ``max_length`` tokens: ``FinetuneError`` naming the pair (``where``)
     and what to do, unless ``truncate`` (then the answer is cut; the prompt is never cut).
     """
+    special = set(tokenizer.all_special_ids)
+    for part, text in (("instruction", instruction), ("response", response)):
+        found = [tokenizer.convert_ids_to_tokens(i) for i in tokenizer(text, add_special_tokens=False)["input_ids"] if i in special]
+        if found:  # "<|endoftext|>" written in an article would become a real end of text inside the labels
+            raise FinetuneError(
+                f"the {part} of {where or 'a pair'} contains the text of the special token {found[0]!r}, which the "
+                "tokenizer would read as the token itself. Remove it from the pair (chapter 03's pairs) or drop the pair")
     _, answer = course_prompt.training_text(tokenizer, instruction, response)
     prompt_ids = encode_prompt(tokenizer, instruction)
     answer_ids = tokenizer(answer, add_special_tokens=False)["input_ids"]
@@ -216,6 +223,9 @@ class RightPaddingCollator:
         attention_mask = torch.zeros((len(features), longest), dtype=torch.long)
         for row, feature in enumerate(features):
             n = len(feature["input_ids"])
+            if len(feature["labels"]) != n:  # torch would broadcast a single label over the row, silently
+                raise ValueError(f"example {row} of the batch has {len(feature['labels'])} labels for {n} input ids: "
+                                 "labels must match input_ids one for one (tokenize_pair makes them so)")
             input_ids[row, :n] = torch.as_tensor(feature["input_ids"])
             labels[row, :n] = torch.as_tensor(feature["labels"])
             attention_mask[row, :n] = 1

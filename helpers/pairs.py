@@ -86,8 +86,11 @@ class PairingConfig:
         for template in self.lead_templates:
             if "{title}" not in template:
                 raise ValueError(f"lead template {template!r} must use {{title}}")
-        if self.max_paragraphs < 1 or self.max_response_chars < self.min_response_chars:
-            raise ValueError("max_paragraphs must be at least 1 and max_response_chars at least min_response_chars")
+        if self.max_paragraphs < 1 or self.min_response_chars < 1 or self.max_response_chars < self.min_response_chars:
+            raise ValueError(
+                f"PairingConfig: max_paragraphs must be at least 1 (got {self.max_paragraphs}), min_response_chars "
+                f"at least 1 (got {self.min_response_chars}) and max_response_chars at least min_response_chars "
+                f"(got {self.max_response_chars}): change the profile's pair_* values")
 
 
 # --- sections to pairs -------------------------------------------------------------------------
@@ -433,6 +436,8 @@ def save_pairs(splits: dict[str, Sequence[dict[str, Any]]], out_dir: Path | str)
         with atomic_output(out_dir / f"{name}.jsonl", encoding="utf-8") as handle:
             for row in split_rows:
                 handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+    for name in set(SPLIT_NAMES) - set(rows):  # a split an earlier run made and this one does not
+        (out_dir / f"{name}.jsonl").unlink(missing_ok=True)
 
     final, partial, old = out_dir / "dataset", out_dir / ".dataset.partial", out_dir / ".dataset.old"
     for leftover in (partial, old):
@@ -463,6 +468,8 @@ def load_pairs(out_dir: Path | str) -> datasets.DatasetDict:
 
 
 def read_pairs_jsonl(path: Path | str) -> list[dict[str, Any]]:
-    """The pairs of one ``{split}.jsonl`` file, as dicts."""
-    with open(path, encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
+    """The pairs of one ``{split}.jsonl`` file, as dicts; a line that is not a whole pair (no
+    ``instruction`` or ``response``...) raises ``helpers.dump.JsonlError`` naming the file and line."""
+    from helpers.dump import iter_jsonl
+
+    return list(iter_jsonl(path, required=PAIR_FIELDS))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -311,3 +312,16 @@ def test_an_os_error_ends_the_runner_with_one_line(tmp_path):
                           cwd=REPO_ROOT, capture_output=True, text=True)
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert done.stderr.startswith("error: ") and "a-file" in done.stderr
+
+
+def test_the_kernels_import_helpers_from_the_runners_checkout(tmp_path, monkeypatch):
+    """Not from another copy that an editable install or PYTHONPATH points at (here: a decoy first on PYTHONPATH)."""
+    decoy = tmp_path / "elsewhere" / "helpers"
+    decoy.mkdir(parents=True)
+    (decoy / "__init__.py").write_text("raise ImportError('the decoy helpers were imported')\n")
+    monkeypatch.setenv("PYTHONPATH", str(decoy.parent))
+    notebooks = tmp_path / "notebooks"
+    chapter = _one_notebook(notebooks, f"import helpers, pathlib\nassert pathlib.Path(helpers.__file__).parent.parent == pathlib.Path({str(REPO_ROOT)!r}), helpers.__file__")
+    summary = course.run_course("tiny", run_dir=tmp_path / "run", notebooks_dir=notebooks, only=[chapter])
+    assert summary["chapters"][chapter]["status"] == "ok"
+    assert os.environ["PYTHONPATH"] == str(decoy.parent)  # put back as it was

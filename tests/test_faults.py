@@ -3,6 +3,7 @@ or with a message naming the file, the stage and what to do, and nothing complet
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import random
 import stat
@@ -241,3 +242,99 @@ def test_one_pathological_page_does_not_abort_the_dump(tmp_path, tiny_xml, tiny_
     articles = list(dump.iter_articles(path))
     assert [a["title"] for a in articles] == [a["title"] for a in tiny_articles] + ["Deep"]
     assert articles[-1]["sections"][0]["text"] == "Deep is a test."
+
+
+# --- 10. the smaller ones ----------------------------------------------------------------------------
+
+
+def test_a_broken_jsonl_line_is_reported_by_file_and_line(tmp_path):
+    path = tmp_path / "articles.jsonl"
+    path.write_text('{"id": 1, "title": "A", "sections": []}\n\n{"id": 2, "title": "B", "sec\n', encoding="utf-8")
+    with pytest.raises(dump.JsonlError, match=r"articles\.jsonl, line 3: not valid JSON .*run the chapter"):
+        dump.read_jsonl(path)
+    path.write_text('[1, 2]\n', encoding="utf-8")
+    with pytest.raises(dump.JsonlError, match="line 1: a list, not a JSON object"):
+        dump.read_jsonl(path)
+
+
+def test_a_pairs_file_without_responses_is_refused_when_read(tmp_path):
+    from helpers import pairs
+
+    good = {name: "x" for name in pairs.PAIR_FIELDS} | {"article_id": 1, "level": 1}
+    path = tmp_path / "validation.jsonl"
+    path.write_text(json.dumps(good) + "\n" + json.dumps({k: v for k, v in good.items() if k != "response"}) + "\n")
+    with pytest.raises(dump.JsonlError, match=r"validation\.jsonl, line 2: the record has no response"):
+        pairs.read_pairs_jsonl(path)
+
+
+@pytest.mark.parametrize("settings,words", [
+    ({"min_response_chars": -5, "max_response_chars": 0}, "min_response_chars at least 1"),
+    ({"max_paragraphs": 0}, "max_paragraphs must be at least 1"),
+])
+def test_pairing_config_edges_are_refused_saying_which_value(settings, words):
+    from helpers import pairs
+
+    with pytest.raises(ValueError, match=words):
+        pairs.PairingConfig(**settings)
+
+
+def test_cleaning_config_with_no_bands_is_refused():
+    from helpers import clean
+
+    with pytest.raises(ValueError, match="lsh_bands .0. must be at least 1"):
+        clean.CleaningConfig(lsh_bands=0)
+
+
+def test_special_token_text_in_a_response_never_becomes_the_token(course_tokenizer):
+    from helpers import finetune
+
+    with pytest.raises(finetune.FinetuneError, match=r"response of train pair 3 .*'<\|endoftext\|>'"):
+        finetune.tokenize_pair(course_tokenizer, "Explain GPT-2.", "It ends texts with <|endoftext|> tokens.",
+                               max_length=128, where="train pair 3")
+    ok = finetune.tokenize_pair(course_tokenizer, "Explain GPT-2.", "It ends texts with a special token.", max_length=128)
+    assert ok["labels"][-1] == course_tokenizer.eos_token_id  # the one real end of text is the last label
+
+
+def test_the_collator_refuses_labels_that_do_not_match_the_inputs():
+    from helpers import finetune
+
+    collate = finetune.RightPaddingCollator(pad_token_id=0)
+    with pytest.raises(ValueError, match="example 1 of the batch has 1 labels for 3 input ids"):
+        collate([{"input_ids": [1, 2], "labels": [1, 2]}, {"input_ids": [1, 2, 3], "labels": [-100]}])
+
+
+def test_saving_fewer_splits_removes_the_old_split_file(tmp_path, pair_splits):
+    from helpers import pairs
+
+    pairs.save_pairs(pair_splits, tmp_path)
+    assert (tmp_path / "test.jsonl").exists()
+    pairs.save_pairs({name: pair_splits[name] for name in ("train", "validation")}, tmp_path)
+    assert not (tmp_path / "test.jsonl").exists() and (tmp_path / "validation.jsonl").exists()
+
+
+def test_a_redeployed_model_gets_new_file_times(tmp_path, exported_gpt2):
+    from helpers import deploy
+
+    site = tmp_path / "site"
+    (site / "models").mkdir(parents=True)
+    old_time = time.time() - 86_400
+    for file in exported_gpt2.rglob("*"):
+        os.utime(file, (old_time, old_time))  # an export made yesterday
+    before = time.time()
+    target = deploy.deploy_model(exported_gpt2, site, "m")
+    assert all(file.stat().st_mtime >= before - 1 for file in target.rglob("*") if file.is_file())
+    assert all(_mode(file) == 0o644 for file in target.rglob("*") if file.is_file())
+
+
+def test_serve_refuses_a_port_that_is_not_one_in_one_line():
+    done = subprocess.run([sys.executable, "-m", "helpers.deploy", "serve", "--port", "99999"], cwd=REPO_ROOT,
+                          capture_output=True, text=True)
+    assert done.returncode == 2 and "Traceback" not in done.stderr and "99999 is not a port number" in done.stderr
+
+
+def test_the_parser_cli_ends_an_os_error_with_one_line(tmp_path, tiny_dump):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    done = subprocess.run([sys.executable, "-m", "helpers.dump", str(tiny_dump), "-o", str(blocker / "out.jsonl"),
+                           "--no-progress"], cwd=REPO_ROOT, capture_output=True, text=True)
+    assert done.returncode == 1 and "Traceback" not in done.stderr and done.stderr.startswith("error: ")
