@@ -1,6 +1,7 @@
 """Run folders, summary.json and the papermill runner."""
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -325,3 +326,23 @@ def test_the_kernels_import_helpers_from_the_runners_checkout(tmp_path, monkeypa
     summary = course.run_course("tiny", run_dir=tmp_path / "run", notebooks_dir=notebooks, only=[chapter])
     assert summary["chapters"][chapter]["status"] == "ok"
     assert os.environ["PYTHONPATH"] == str(decoy.parent)  # put back as it was
+
+
+def test_a_full_disk_during_a_chapter_is_recorded_and_reported_in_one_line(tmp_path, monkeypatch, capsys):
+    import errno
+
+    import papermill
+
+    notebooks = tmp_path / "notebooks"
+    chapter = _one_notebook(notebooks, "x = 1")
+
+    def disk_full(*args, **kwargs):  # what writing the executed notebook meets on a full disk
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(papermill, "execute_notebook", disk_full)
+    monkeypatch.setattr(course, "run_course", functools.partial(course.run_course, notebooks_dir=notebooks, only=[chapter]))
+    assert course.main(["--profile", "tiny", "--run-dir", str(tmp_path / "run")]) == 1
+    error = capsys.readouterr().err
+    assert error.startswith("error: chapter") and "No space left on device" in error and "Traceback" not in error
+    entry = course.read_summary(tmp_path / "run")["chapters"][chapter]
+    assert entry["status"] == "failed" and "No space left on device" in entry["error"]
