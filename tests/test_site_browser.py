@@ -555,7 +555,10 @@ def test_stop_works_without_cross_origin_isolation(site_url, page):
         page.evaluate("courseApp.extraGenerationOptions = { min_new_tokens: 400 }")
         _generate(page, INSTRUCTION, 400, wait=False)
         page.wait_for_function("courseApp.events.some(e => e.type === 'token')", timeout=60_000)
-        page.click("#stop")
+        # From the keyboard: the button moves down as the answer above it grows, which a pointer click
+        # waiting for a still target may never catch (a known flaw of the layout, see the issue notes).
+        page.focus("#stop")
+        page.keyboard.press("Enter")
         page.wait_for_function("courseApp.result", timeout=10_000)
         result = page.evaluate("courseApp.result")
         assert result["interrupted"] and result["tokens"] < 400
