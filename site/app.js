@@ -277,7 +277,7 @@ function addTurn(question) {
   copy.addEventListener("click", () => copyAnswer(answer.textContent, copy));
   footer.append(stats, copy);
   turn.append(asked, questionBox, answered, answer, footer);
-  ui.conversation.append(turn);
+  ui.conversation.prepend(turn); // newest first, right under the buttons
   return { turn, answer, stats, copy };
 }
 
@@ -291,14 +291,20 @@ async function copyAnswer(text, button) {
   setTimeout(() => { button.textContent = "Copy"; }, 2000);
 }
 
-// The newest answer stays in view while it streams (once per frame, however fast the tokens come).
+// The newest answer stays in view while it streams: once per frame (however fast the tokens come) the
+// page scrolls just enough to show the line being written, but never so far that the buttons leave the
+// screen, so Stop stays on screen and, while the answer fits, does not move at all.
 let scrollPending = false;
 function keepInView(element) {
   if (scrollPending) return;
   scrollPending = true;
   requestAnimationFrame(() => {
     scrollPending = false;
-    element.scrollIntoView({ block: "nearest" });
+    const margin = 16;
+    const needed = element.getBoundingClientRect().bottom + margin - window.innerHeight;
+    const allowed = ui.stop.getBoundingClientRect().top - margin;
+    const by = Math.min(needed, allowed);
+    if (by > 0) window.scrollBy(0, by);
   });
 }
 

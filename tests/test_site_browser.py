@@ -26,8 +26,9 @@ WEBGPU_ARGS = [arg for arg in CHROMIUM_ARGS if arg != "--disable-gpu"] + ["--ena
                                                                           "--use-webgpu-adapter=swiftshader"]
 MODELS = {"test-tiny-gpt2": "exported_gpt2", "test-tiny-llama": "exported_llama", "test-tiny-chat": "exported_chat_llama"}
 INSTRUCTION = "Explain Albedo."
-LAST_ANSWER = "#conversation .turn:last-child .answer"
-LAST_STATS = "#conversation .turn:last-child .stats"
+# The conversation shows the newest exchange first, right under the buttons.
+NEWEST_ANSWER = "#conversation .turn:first-child .answer"
+NEWEST_STATS = "#conversation .turn:first-child .stats"
 
 
 @pytest.fixture(scope="module")
@@ -133,7 +134,7 @@ def test_page_generates_what_onnxruntime_python_generates(site_url, page, model,
     assert result["prompt"] == expected["prompt"]
     assert result["tokenIds"] == expected["token_ids"]
     assert result["rawText"] == expected["text"]
-    assert page.text_content(LAST_ANSWER) == result["text"]
+    assert page.text_content(NEWEST_ANSWER) == result["text"]
     # On WASM the worker loads ONNX Runtime's plain CPU build, not the larger WebGPU-capable asyncify one.
     assert _fetched_wasm(page) == ["ort-wasm-simd-threaded.wasm"]
     assert not page.errors
@@ -264,7 +265,7 @@ def test_model_output_is_text_never_html(site_url, page):
     assert _open(page, site_url, "model=test-tiny-gpt2&dtype=q8")["ready"]
     result = _generate(page, INSTRUCTION, 8)
     assert page.locator("#conversation .answer *").count() == 0  # textContent only: no element ever parsed from output
-    assert page.text_content(LAST_ANSWER) == result["text"]
+    assert page.text_content(NEWEST_ANSWER) == result["text"]
 
 
 def test_threads_timings_and_token_times_for_the_benchmark(site_url, page):
@@ -372,7 +373,7 @@ def test_the_answer_is_capped_at_the_room_the_question_leaves(site_url, page, co
     result = _generate(page, question, 512)
     assert result["promptTokens"] == prompt_tokens and result["maxNewTokens"] == 512 - prompt_tokens
     assert result["limitedByContext"] and result["tokens"] == 512 - prompt_tokens
-    assert f"stopped by limit (the 512-token context left room for {512 - prompt_tokens} new tokens)" in page.text_content(LAST_STATS)
+    assert f"stopped by limit (the 512-token context left room for {512 - prompt_tokens} new tokens)" in page.text_content(NEWEST_STATS)
 
 
 def test_after_a_failed_generation_a_fresh_worker_answers_the_next_question(site_url, page):
@@ -443,7 +444,7 @@ def test_a_chat_model_is_asked_the_conversation_and_reset_starts_a_new_one(site_
                 {"role": "user", "content": "And what is its unit?"}]
     assert second["prompt"] == smollm2_tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     assert page.locator("#conversation .turn").count() == 2
-    assert page.text_content("#conversation .turn:first-child .question") == INSTRUCTION
+    assert page.text_content("#conversation .turn:last-child .question") == INSTRUCTION  # newest first: the oldest is last
     page.click("#reset")
     assert page.locator("#conversation .turn").count() == 0 and page.evaluate("courseApp.history") == []
     page.evaluate("courseApp.result = null")
@@ -470,7 +471,7 @@ def test_the_oldest_exchanges_make_room_when_the_conversation_outgrows_the_conte
     assert result["droppedTurns"] >= 1 and result["promptTokens"] + 100 <= 512
     kept = len(page.evaluate("courseApp.history")) - 1 - result["droppedTurns"]  # earlier exchanges still in the prompt
     assert result["prompt"].count(question.strip()) == kept + 1
-    assert "left out to fit the context" in page.text_content(LAST_STATS)
+    assert "left out to fit the context" in page.text_content(NEWEST_STATS)
 
 
 def test_each_answer_says_how_it_ended_and_can_be_copied(site_url, browser):
@@ -480,15 +481,15 @@ def test_each_answer_says_how_it_ended_and_can_be_copied(site_url, browser):
         assert _open(page, site_url, "model=test-tiny-gpt2&dtype=fp32")["ready"]
         page.evaluate("courseApp.extraGenerationOptions = { min_new_tokens: 5 }")
         result = _generate(page, INSTRUCTION, 5)
-        stats = page.text_content(LAST_STATS)
+        stats = page.text_content(NEWEST_STATS)
         assert stats.startswith(f"{result['tokens']} tokens in ") and stats.endswith("stopped by limit (5 new tokens)")
-        page.click("#conversation .turn:last-child button.copy")
+        page.click("#conversation .turn:first-child button.copy")
         assert page.evaluate("navigator.clipboard.readText()") == result["text"]
         page.evaluate("courseApp.extraGenerationOptions = {}")
         page.evaluate("courseApp.result = null")
         ended = _generate(page, INSTRUCTION, 400)
         if ended["tokens"] < 400:  # the random model wrote its end-of-text token
-            assert page.text_content(LAST_STATS).endswith("stopped by end")
+            assert page.text_content(NEWEST_STATS).endswith("stopped by end")
     finally:
         context.close()
 
@@ -509,8 +510,45 @@ def test_focus_stays_on_a_usable_control_and_the_answer_in_view(site_url, browse
         assert page.evaluate("courseApp.result.interrupted")
         assert page.evaluate("document.activeElement.id") == "instruction"
         assert page.get_attribute("#conversation", "aria-busy") == "false"
-        box = page.locator(LAST_ANSWER).bounding_box()
+        box = page.locator(NEWEST_ANSWER).bounding_box()
         assert box and 0 <= box["y"] and box["y"] + min(box["height"], 100) <= 800  # the answer is on screen
+    finally:
+        page.close()
+
+
+@pytest.mark.parametrize("width, tokens", [(1280, 200), (390, 450)])
+def test_stop_stays_put_and_on_screen_while_an_answer_streams(site_url, browser, width, tokens):
+    """The answer grows below the buttons: at desktop width Stop does not move at all while 200 tokens
+    stream; on a phone, where 450 tokens outgrow the screen, the page follows the text being written
+    but never scrolls Stop off the screen."""
+    page = browser.new_page(viewport={"width": width, "height": 800})
+    try:
+        assert _open(page, site_url, "model=test-tiny-llama&dtype=fp32")["ready"]
+        _generate(page, INSTRUCTION, 4)  # an earlier exchange on screen, as in a real conversation
+        page.evaluate("courseApp.result = null")
+        page.evaluate(f"courseApp.extraGenerationOptions = {{ min_new_tokens: {tokens} }}")
+        page.evaluate("""window.stopBoxes = [];
+            (function watch() {
+                const box = document.getElementById('stop').getBoundingClientRect();
+                // from Generate on (filling the fields before it may scroll the page, as a visitor might)
+                if (courseApp.generating) window.stopBoxes.push([box.top, box.left, box.bottom]);
+                if (!courseApp.result) requestAnimationFrame(watch);
+            })();""")
+        result = _generate(page, INSTRUCTION, tokens)
+        assert result["tokens"] == tokens
+        boxes = page.evaluate("window.stopBoxes")
+        answer = page.locator(NEWEST_ANSWER).bounding_box()
+        assert len(boxes) > 10
+        assert all(0 <= top and bottom <= 800 for top, _, bottom in boxes), boxes  # always on screen
+        if width == 1280:
+            assert answer["y"] + answer["height"] <= 800  # the whole answer fits ...
+            assert len(set(map(tuple, boxes))) == 1, set(map(tuple, boxes))  # ... and Stop never moved
+        else:
+            assert answer["height"] > 800 - boxes[0][2]  # the answer outgrew the room under the buttons ...
+            last_line = page.evaluate(f"""(() => {{ const range = document.createRange();
+                range.selectNodeContents(document.querySelector('{NEWEST_ANSWER}'));
+                const rects = range.getClientRects(); return rects[rects.length - 1].bottom; }})()""")
+            assert last_line <= 800 or boxes[-1][0] < 40  # ... and the page followed it as far as Stop allows
     finally:
         page.close()
 
@@ -555,14 +593,11 @@ def test_stop_works_without_cross_origin_isolation(site_url, page):
         page.evaluate("courseApp.extraGenerationOptions = { min_new_tokens: 400 }")
         _generate(page, INSTRUCTION, 400, wait=False)
         page.wait_for_function("courseApp.events.some(e => e.type === 'token')", timeout=60_000)
-        # From the keyboard: the button moves down as the answer above it grows, which a pointer click
-        # waiting for a still target may never catch (a known flaw of the layout, see the issue notes).
-        page.focus("#stop")
-        page.keyboard.press("Enter")
+        page.click("#stop")  # a pointer click: Playwright waits for a visible, still, enabled target
         page.wait_for_function("courseApp.result", timeout=10_000)
         result = page.evaluate("courseApp.result")
         assert result["interrupted"] and result["tokens"] < 400
-        assert "stopped by you" in page.text_content(LAST_STATS)
+        assert "stopped by you" in page.text_content(NEWEST_STATS)
         assert page.evaluate("courseApp.restarts") == 1  # the worker was ended: no message reaches a WASM generation
         page.wait_for_function("courseApp.ready && !courseApp.generating", timeout=120_000)
         page.evaluate("courseApp.extraGenerationOptions = {}")
