@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import functools
 import json
 import os
@@ -207,8 +208,11 @@ def output_lock(path: Path | str, what: str = "writing") -> Iterator[Path]:
                 lock.unlink()  # left by a process that ended without cleaning up
     try:
         os.write(fd, f"{os.getpid()}\n".encode())
-    finally:
+    except OSError:  # a full disk: no lock left behind without its holder's PID
         os.close(fd)
+        lock.unlink()
+        raise
+    os.close(fd)
     try:
         yield lock
     finally:
@@ -372,12 +376,15 @@ def _run_chapter(papermill: Any, profile: str, run_dir: Path, chapter: str, note
                  overrides: dict[str, Any] | None, log_output: bool) -> None:
     notebook = Path(notebooks_dir) / f"{CHAPTERS[chapter]}.ipynb"
     executed = chapter_dir(run_dir, chapter) / f"{notebook.stem}.executed.ipynb"
+    # papermill saves the notebook after every cell: into a partial, so that a kill or a full disk
+    # never leaves a truncated executed notebook where the last complete one was.
+    partial = executed.with_name(f".{executed.stem}.{os.getpid()}.partial.ipynb")
     print(f"[{profile}] {chapter}: running {notebook.name}", flush=True)
     started = time.perf_counter()
     try:
         papermill.execute_notebook(
             str(notebook),
-            str(executed),
+            str(partial),
             parameters={"profile": profile, "run_dir": str(run_dir), "overrides": dict(overrides or {})},
             cwd=str(notebook.parent),
             log_output=log_output,
@@ -387,18 +394,35 @@ def _run_chapter(papermill: Any, profile: str, run_dir: Path, chapter: str, note
         )
     except BaseException as error:  # papermill raises PapermillExecutionError with the cell; Ctrl-C too
         seconds = time.perf_counter() - started
-        description = "interrupted (Ctrl-C)" if isinstance(error, KeyboardInterrupt) else _describe(error, executed)
+        saved = _keep_executed(partial, executed)
+        description = "interrupted (Ctrl-C)" if isinstance(error, KeyboardInterrupt) else _describe(error, executed if saved else None)
         with contextlib.suppress(OSError):  # a full disk must not hide the chapter's own error
             record_chapter(run_dir, chapter, status="failed", wall_seconds=seconds, error=description)
         if not isinstance(error, Exception):
             raise
+        record = (f"The executed notebook, with the failing cell, is {executed}" if saved else
+                  "The executed notebook could not be saved" + (f"; {executed} is from an earlier run" if executed.exists() else ""))
         raise RuntimeError(
-            f"chapter {chapter} failed in {notebook} after {seconds:.1f}s: "
-            f"{description}\nThe executed notebook, with the failing cell, is {executed}"
+            f"chapter {chapter} failed in {notebook} after {seconds:.1f}s: {description}\n{record}"
         ) from error
+    os.replace(partial, executed)
     seconds = time.perf_counter() - started
     record_chapter(run_dir, chapter, status="ok", wall_seconds=seconds, error=None)
     print(f"[{profile}] {chapter}: ok in {seconds:.1f}s", flush=True)
+
+
+def _keep_executed(partial: Path, executed: Path) -> bool:
+    """Move a failed chapter's executed notebook into place if it was saved whole; drop it otherwise."""
+    import nbformat
+
+    try:
+        nbformat.read(partial, as_version=4)
+        os.replace(partial, executed)
+        return True
+    except Exception:  # missing, truncated by a full disk, or unreadable: never put in place
+        with contextlib.suppress(OSError):
+            partial.unlink()
+        return False
 
 
 # Outputs only some profiles make: 04's base folder is the tiny profile's stand-in (the other
@@ -547,11 +571,23 @@ def main(argv: list[str] | None = None) -> int:
         print(f"summary: {Path(summary['run_dir']) / 'summary.json'}")
         if args.record_times:
             print(f"times: {record_times(summary, args.record_times)}")
-    except (ValueError, KeyError, TypeError, RuntimeError, OSError, ImportError) as error:
-        # OSError: a read-only folder, no permission, a full disk: one line, not a traceback
+    except OSError as error:  # a read-only folder, no permission, a full disk: one line, not a traceback
+        print(f"error: {_describe_os_error(error, args.run_dir or (args.runs_root or REPO_ROOT / 'runs') / args.profile)}",
+              file=sys.stderr)
+        return 1
+    except (ValueError, KeyError, TypeError, RuntimeError, ImportError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     return 0
+
+
+def _describe_os_error(error: OSError, run_dir: Path) -> str:
+    """An OS error the runner met outside a chapter, with the file when known and what to do."""
+    if error.errno != errno.ENOSPC:
+        return str(error)
+    where = f" writing {error.filename}" if error.filename else ""
+    return (f"no space left on the disk that holds the run folder {run_dir}{where}. Nothing complete was "
+            f"replaced. Free some space (`df -h {run_dir}` shows what is left), then run the same command again.")
 
 
 if __name__ == "__main__":

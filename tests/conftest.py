@@ -4,6 +4,8 @@ from __future__ import annotations
 import hashlib
 import http.server
 import io
+import subprocess
+import sys
 import threading
 from functools import partial
 from pathlib import Path
@@ -276,3 +278,33 @@ def serve_folder():
     for server in servers:
         server.shutdown()
         server.server_close()
+
+
+# A second process holding `course.output_lock(path)` until killed: a real other writer, with its own PID.
+_HOLD_LOCK = ("import sys, time; from helpers import course\n"
+              "with course.output_lock(sys.argv[1]):\n"
+              "    print('held', flush=True); time.sleep(60)\n")
+
+
+@pytest.fixture()
+def lock_holder():
+    """Start a process that holds the lock on a path; returns its PID once the lock is held."""
+    holders = []
+
+    def hold(path: Path) -> int:
+        holder = subprocess.Popen([sys.executable, "-c", _HOLD_LOCK, str(path)], cwd=REPO_ROOT,
+                                  stdout=subprocess.PIPE, text=True)
+        holders.append(holder)
+        assert holder.stdout.readline().strip() == "held"
+        return holder.pid
+
+    def release() -> None:
+        for holder in holders:
+            holder.kill()
+            holder.wait()
+            holder.stdout.close()
+        holders.clear()
+
+    hold.release = release  # a holder killed mid-test leaves its lock behind, as a crash would
+    yield hold
+    release()

@@ -5,6 +5,8 @@ import functools
 import json
 import os
 import re
+import shlex
+import shutil
 import subprocess
 import sys
 
@@ -255,12 +257,6 @@ def _one_notebook(folder, code: str) -> str:
     return chapter
 
 
-# A process that holds a lock until killed (tests/test_faults.py has the same for an output).
-HOLD = ("import sys, time; from helpers import course\n"
-        "with course.output_lock(sys.argv[1]):\n"
-        "    print('held', flush=True); time.sleep(60)\n")
-
-
 def test_resume_reaches_fine_tuning_and_plain_from_starts_it_afresh(monkeypatch, tmp_path):
     calls = []
     monkeypatch.setattr(course, "run_course", lambda profile, **kwargs: calls.append(kwargs) or
@@ -273,19 +269,14 @@ def test_resume_reaches_fine_tuning_and_plain_from_starts_it_afresh(monkeypatch,
     assert "--from 05_finetune --resume" in readme and "trains from the start" in readme
 
 
-def test_a_second_runner_on_one_run_folder_is_refused(tmp_path):
+def test_a_second_runner_on_one_run_folder_is_refused(tmp_path, lock_holder):
     notebooks = tmp_path / "notebooks"
     chapter = _one_notebook(notebooks, "x = 1")
     run_dir = tmp_path / "runs" / "tiny"
-    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(run_dir / "summary.json")], cwd=REPO_ROOT,
-                              stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "held"
-        with pytest.raises(course.OutputBusyError, match=f"process {holder.pid} is running the course"):
-            course.run_course("tiny", run_dir=run_dir, notebooks_dir=notebooks, only=[chapter])
-    finally:
-        holder.kill()
-        holder.wait()
+    pid = lock_holder(run_dir / "summary.json")
+    with pytest.raises(course.OutputBusyError, match=f"process {pid} is running the course"):
+        course.run_course("tiny", run_dir=run_dir, notebooks_dir=notebooks, only=[chapter])
+    lock_holder.release()
     assert course.run_course("tiny", run_dir=run_dir, notebooks_dir=notebooks, only=[chapter])["chapters"][chapter]["status"] == "ok"
 
 
@@ -346,3 +337,83 @@ def test_a_full_disk_during_a_chapter_is_recorded_and_reported_in_one_line(tmp_p
     assert error.startswith("error: chapter") and "No space left on device" in error and "Traceback" not in error
     entry = course.read_summary(tmp_path / "run")["chapters"][chapter]
     assert entry["status"] == "failed" and "No space left on device" in entry["error"]
+
+
+# A real full disk: the run folder on a small tmpfs, mounted in a private mount namespace (`unshare`,
+# no root needed where user namespaces are allowed), the runner a real process writing to it.
+RUN_ON_DISK = """import functools, sys
+from helpers import course
+course.run_course = functools.partial(course.run_course, notebooks_dir=sys.argv[2], only=[sys.argv[3]])
+sys.exit(course.main(["--profile", "tiny", "--run-dir", sys.argv[1]]))
+"""
+
+
+def _on_a_small_disk(tmp_path, size: str, notebooks, chapter: str, *, between: str | None = None):
+    """Run the chapter with its run folder on a `size` tmpfs; with `between` (a shell command), run it
+    once, run `between`, then run it again. Returns the last runner's result and a copy of the run folder."""
+    unshare = shutil.which("unshare")
+    disk, after = tmp_path / "disk", tmp_path / "after"
+    disk.mkdir()
+    runner = " ".join(shlex.quote(part) for part in
+                      [sys.executable, "-c", RUN_ON_DISK, str(disk / "run"), str(notebooks), chapter])
+    script = (f"mount -t tmpfs -o size={size} tmpfs {shlex.quote(str(disk))} || exit 99\n"
+              + (f"{runner} >/dev/null || exit 98\n{between}\n" if between else "")
+              + f"{runner}\nrc=$?\ncp -a {disk}/run {after}\nexit $rc\n")
+    done = subprocess.run([unshare, "--map-root-user", "--mount", "sh", "-c", script], cwd=REPO_ROOT,
+                          capture_output=True, text=True) if unshare else None
+    if done is None or done.returncode == 99:
+        reason = f"cannot mount a small disk here ({'no unshare' if done is None else done.stderr.strip()})"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason + ": user namespaces are off on this machine (CI runs this test)")
+    assert done.returncode != 98, done.stderr
+    return done, after
+
+
+def test_a_chapter_that_fills_the_disk_keeps_everything_complete_and_is_recorded(tmp_path):
+    notebooks = tmp_path / "notebooks"
+    chapter = _one_notebook(notebooks, "from pathlib import Path\nfrom helpers import course\n"
+                                       "course.write_json(Path(run_dir) / 'kept.json', {'complete': True})\n"
+                                       "with course.atomic_output(Path(run_dir) / 'big.bin', 'wb') as out:\n"
+                                       "    out.write(b'x' * 3_000_000)  # more than the 2 MB disk holds")
+    done, after = _on_a_small_disk(tmp_path, "2m", notebooks, chapter)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert f"error: chapter {chapter} failed" in done.stderr and "No space left on device" in done.stderr
+    assert json.loads((after / "kept.json").read_text()) == {"complete": True}  # written before: untouched
+    assert not (after / "big.bin").exists() and not list(after.rglob("*.partial*"))  # no half file, no leftovers
+    entry = json.loads((after / "summary.json").read_text())["chapters"][chapter]
+    assert entry["status"] == "failed" and "No space left on device" in entry["error"]
+    executed = nbformat.read(next((after / chapter).glob("*.executed.ipynb")), as_version=4)
+    assert executed.cells[-1].outputs[-1]["ename"] == "OSError"  # the record of the failing cell, whole
+
+
+def test_a_run_on_a_full_disk_stops_in_one_line_and_keeps_the_last_complete_run(tmp_path):
+    notebooks = tmp_path / "notebooks"
+    chapter = _one_notebook(notebooks, "print('x' * 100)")
+    fill = f"head -c 100000000 /dev/zero > {tmp_path / 'disk' / 'filler'} 2>/dev/null"
+    done, after = _on_a_small_disk(tmp_path, "1m", notebooks, chapter, between=fill)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    error = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(error) == 1 and "no space left on the disk that holds the run folder" in error[0] and "df -h" in error[0]
+    # the first run's records, complete, as they were: no truncated summary or executed notebook, no stray lock
+    assert json.loads((after / "summary.json").read_text())["chapters"][chapter]["status"] == "ok"
+    executed = nbformat.read(next((after / chapter).glob("*.executed.ipynb")), as_version=4)
+    assert executed.cells[-1].outputs[0]["text"] == "x" * 100 + "\n"
+    assert sorted(path.name for path in after.rglob("*")) == sorted([chapter, f"{course.CHAPTERS[chapter]}.executed.ipynb", "summary.json"])
+
+
+def test_a_disk_that_fills_while_a_chapter_runs_leaves_the_last_complete_executed_notebook(tmp_path):
+    """papermill saves the notebook after each cell; on a full disk that save fails half-way. It writes a
+    partial, so the earlier run's executed notebook stays whole (it used to be left as truncated JSON)."""
+    notebooks = tmp_path / "notebooks"
+    chapter = _one_notebook(notebooks, "from pathlib import Path\nprint('x' * 100)\n"
+                                       "if (Path(run_dir) / 'second-run').exists():  # a download that fills the disk\n"
+                                       "    with open(Path(run_dir) / 'cache.bin', 'wb') as cache:\n"
+                                       "        cache.write(b'x' * 3_000_000)")
+    done, after = _on_a_small_disk(tmp_path, "1m", notebooks, chapter, between=f"touch {tmp_path / 'disk' / 'run' / 'second-run'}")
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert f"error: chapter {chapter} failed" in done.stderr and "No space left on device" in done.stderr
+    assert "The executed notebook could not be saved" in done.stderr and "is from an earlier run" in done.stderr
+    executed = nbformat.read(next((after / chapter).glob("*.executed.ipynb")), as_version=4)  # whole JSON
+    assert executed.cells[-1].outputs == [{"name": "stdout", "output_type": "stream", "text": "x" * 100 + "\n"}]
+    assert not list(after.rglob("*.partial*"))

@@ -77,24 +77,15 @@ def test_bz2_data_that_is_not_xml_is_refused(tmp_path):
 
 # --- 3. two writers of one output -------------------------------------------------------------------
 
-HOLD = ("import sys, time; from helpers import course\n"
-        "with course.output_lock(sys.argv[1]):\n"
-        "    print('held', flush=True); time.sleep(60)\n")
-
-
-def test_a_second_writer_is_refused_with_the_holders_pid(tmp_path, tiny_dump):
+def test_a_second_writer_is_refused_with_the_holders_pid(tmp_path, tiny_dump, lock_holder):
     out = tmp_path / "a.jsonl"
-    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(out)], cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "held"
-        with pytest.raises(course.OutputBusyError, match=f"process {holder.pid} is writing"):
-            dump.dump_to_jsonl(tiny_dump, out)
-        cli = subprocess.run([sys.executable, "-m", "helpers.dump", str(tiny_dump), "-o", str(out), "--no-progress"],
-                             cwd=REPO_ROOT, capture_output=True, text=True)
-        assert cli.returncode == 1 and f"process {holder.pid}" in cli.stderr and "Traceback" not in cli.stderr
-    finally:
-        holder.kill()
-        holder.wait()
+    pid = lock_holder(out)
+    with pytest.raises(course.OutputBusyError, match=f"process {pid} is writing"):
+        dump.dump_to_jsonl(tiny_dump, out)
+    cli = subprocess.run([sys.executable, "-m", "helpers.dump", str(tiny_dump), "-o", str(out), "--no-progress"],
+                         cwd=REPO_ROOT, capture_output=True, text=True)
+    assert cli.returncode == 1 and f"process {pid}" in cli.stderr and "Traceback" not in cli.stderr
+    lock_holder.release()
     assert not out.exists()
     dump.dump_to_jsonl(tiny_dump, out)  # the holder died without cleaning up: its lock is taken over
     assert out.exists() and not (tmp_path / ".a.jsonl.lock").exists()
