@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import argparse
 import functools
+import hashlib
 import json
 import os
 import shutil
 import subprocess
 import sys
 import threading
+from http import HTTPStatus
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -118,6 +120,18 @@ def deploy_model(model_dir: Path | str, site_dir: Path | str = SITE_DIR, name: s
     return target
 
 
+@functools.lru_cache(maxsize=256)
+def _digest(path: str, mtime_ns: int, size: int) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()[:32]
+
+
+def content_etag(path: Path | str) -> str:
+    """A strong ETag from the file's bytes (hashed once per version of the file, then remembered)."""
+    stat = os.stat(path)
+    return f'"{_digest(str(path), stat.st_mtime_ns, stat.st_size)}"'
+
+
 class SiteRequestHandler(SimpleHTTPRequestHandler):
     """Static files with the MIME types and headers the page needs.
 
@@ -143,12 +157,28 @@ class SiteRequestHandler(SimpleHTTPRequestHandler):
             return "application/octet-stream"
         return super().guess_type(path)
 
+    etag: str | None = None
+
+    def send_head(self) -> Any:
+        # A validator from the content (Last-Modified has whole seconds, and a model redeployed within
+        # one would look unchanged): If-None-Match answers 304 only for the very same bytes.
+        path = self.translate_path(self.path)
+        self.etag = content_etag(path) if os.path.isfile(path) else None
+        asked = [tag.strip() for tag in self.headers.get("If-None-Match", "").split(",")]
+        if self.etag and (self.etag in asked or "*" in asked):
+            self.send_response(HTTPStatus.NOT_MODIFIED)
+            self.end_headers()
+            return None
+        return super().send_head()  # it ignores If-Modified-Since when If-None-Match is sent
+
     def end_headers(self) -> None:
         self.send_header("Cross-Origin-Opener-Policy", "same-origin")
         self.send_header("Cross-Origin-Embedder-Policy", "require-corp")
         self.send_header("Cross-Origin-Resource-Policy", "same-origin")
-        # A redeployed model must not be served from a stale browser cache.
+        # A redeployed model must not be served from a stale browser cache: always revalidate.
         self.send_header("Cache-Control", "no-cache")
+        if self.etag:
+            self.send_header("ETag", self.etag)
         super().end_headers()
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name

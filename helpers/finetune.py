@@ -136,13 +136,12 @@ def tokenize_pair(
     spans the boundary. Longer than ``max_length`` tokens: ``FinetuneError`` naming the pair (``where``)
     and what to do, unless ``truncate`` (then the answer is cut; the prompt is never cut).
     """
-    special = set(tokenizer.all_special_ids)
     for part, text in (("instruction", instruction), ("response", response)):
-        found = [tokenizer.convert_ids_to_tokens(i) for i in tokenizer(text, add_special_tokens=False)["input_ids"] if i in special]
-        if found:  # "<|endoftext|>" written in an article would become a real end of text inside the labels
+        found = course_prompt.special_token_text(tokenizer, text)
+        if found:  # chapter 03 leaves such pairs out (pairs.drop_special_token_pairs): this one came another way
             raise FinetuneError(
-                f"the {part} of {where or 'a pair'} contains the text of the special token {found[0]!r}, which the "
-                "tokenizer would read as the token itself. Remove it from the pair (chapter 03's pairs) or drop the pair")
+                f"the {part} of {where or 'a pair'} contains the text of the special token {found!r}, which the "
+                "tokenizer would read as the token itself. Remove it from the pair, or run chapter 03 again, which leaves such pairs out")
     _, answer = course_prompt.training_text(tokenizer, instruction, response)
     prompt_ids = encode_prompt(tokenizer, instruction)
     answer_ids = tokenizer(answer, add_special_tokens=False)["input_ids"]

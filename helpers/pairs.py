@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from helpers.prompt import format_prompt, training_text
+from helpers.prompt import format_prompt, special_token_text, training_text
 
 if TYPE_CHECKING:  # imported where used: the pairing itself needs neither
     import datasets
@@ -331,6 +331,35 @@ def tokenizer_training_texts(
     ]
     texts += [format_prompt(pair["instruction"]) + pair["response"] for pair in train_pairs]
     return texts
+
+
+# --- special-token text ---------------------------------------------------------------------------
+
+
+def drop_special_token_pairs(
+    splits: dict[str, Sequence[dict[str, Any]]], tokenizer: Any
+) -> tuple[dict[str, list[dict[str, Any]]], pandas.DataFrame]:
+    """Leave out the pairs whose instruction or response holds the text of one of ``tokenizer``'s
+    special tokens (an article quoting ``<|endoftext|>``): the tokenizer would read it as the token.
+
+    Returns the kept splits and one row per pair left out (``split``, ``title``, ``article_id``,
+    ``field``, ``token``), so the chapter can count and show them; every other pair is kept as it was.
+    """
+    import pandas as pd
+
+    kept: dict[str, list[dict[str, Any]]] = {}
+    left_out = []
+    for name, rows in splits.items():
+        kept[name] = []
+        for pair in rows:
+            found = [(part, token) for part in ("instruction", "response")
+                     if (token := special_token_text(tokenizer, pair[part]))]
+            if found:
+                left_out.append({"split": name, "title": pair.get("title"), "article_id": pair.get("article_id"),
+                                 "field": found[0][0], "token": found[0][1]})
+            else:
+                kept[name].append(pair)
+    return kept, pd.DataFrame(left_out, columns=["split", "title", "article_id", "field", "token"])
 
 
 # --- token lengths -----------------------------------------------------------------------------

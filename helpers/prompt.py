@@ -109,6 +109,15 @@ def prompt_adds_special_tokens(tokenizer: Any) -> bool:
     return not uses_chat_template(tokenizer)
 
 
+def special_token_text(tokenizer: Any, text: str) -> str | None:
+    """The first of the tokenizer's special tokens whose text appears in ``text``, else None.
+
+    A tokenizer reads such text as the token itself, whatever surrounds it: ``<|endoftext|>`` written
+    in an article would become a real end of text in the middle of a training answer.
+    """
+    return next((token for token in tokenizer.all_special_tokens if token and token in text), None)
+
+
 def training_text(tokenizer: Any, instruction: str, response: str) -> tuple[str, str]:
     """One training example as ``(prompt, answer)``: the model learns to write ``answer`` after ``prompt``.
 

@@ -11,6 +11,8 @@ import stat
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 
 import pytest
 
@@ -286,11 +288,27 @@ def test_cleaning_config_with_no_bands_is_refused():
 def test_special_token_text_in_a_response_never_becomes_the_token(course_tokenizer):
     from helpers import finetune
 
-    with pytest.raises(finetune.FinetuneError, match=r"response of train pair 3 .*'<\|endoftext\|>'"):
+    with pytest.raises(finetune.FinetuneError, match=r"response of train pair 3 .*'<\|endoftext\|>'.*run chapter 03 again"):
         finetune.tokenize_pair(course_tokenizer, "Explain GPT-2.", "It ends texts with <|endoftext|> tokens.",
                                max_length=128, where="train pair 3")
     ok = finetune.tokenize_pair(course_tokenizer, "Explain GPT-2.", "It ends texts with a special token.", max_length=128)
     assert ok["labels"][-1] == course_tokenizer.eos_token_id  # the one real end of text is the last label
+
+
+@pytest.mark.parametrize("tokenizer_fixture, token", [("course_tokenizer", "<|endoftext|>"), ("smollm2_tokenizer", "<|im_start|>")])
+def test_chapter_03_leaves_out_pairs_quoting_a_special_token_and_keeps_the_rest(request, pair_splits, tokenizer_fixture, token):
+    from helpers import finetune, pairs
+
+    tokenizer = request.getfixturevalue(tokenizer_fixture)
+    splits = {name: [dict(pair) for pair in rows] for name, rows in pair_splits.items()}
+    quoting = splits["train"][2]
+    quoting["response"] = f"Models end a text with {token} in training. " + quoting["response"]
+    kept, left_out = pairs.drop_special_token_pairs(splits, tokenizer)
+    assert left_out.to_dict("records") == [{"split": "train", "title": quoting["title"], "article_id": quoting["article_id"],
+                                            "field": "response", "token": token}]
+    assert kept["train"] == splits["train"][:2] + splits["train"][3:]  # every other pair, unchanged and in order
+    assert kept["validation"] == pair_splits["validation"] and kept["test"] == pair_splits["test"]
+    finetune.tokenize_pairs(kept["train"], tokenizer, max_length=1024, truncate=True)  # what chapter 05 then reads
 
 
 def test_the_collator_refuses_labels_that_do_not_match_the_inputs():
@@ -322,6 +340,39 @@ def test_a_redeployed_model_gets_new_file_times(tmp_path, exported_gpt2):
     target = deploy.deploy_model(exported_gpt2, site, "m")
     assert all(file.stat().st_mtime >= before - 1 for file in target.rglob("*") if file.is_file())
     assert all(_mode(file) == 0o644 for file in target.rglob("*") if file.is_file())
+
+
+def test_a_model_redeployed_within_the_same_second_is_fetched_again_not_answered_304(tmp_path, exported_gpt2, exported_llama):
+    """The server's validator comes from the bytes: Last-Modified has whole seconds, an ETag of the content does not."""
+    from helpers import deploy
+
+    site = tmp_path / "site"
+    (site / "models").mkdir(parents=True)
+    (site / "index.html").write_text("<!doctype html>")
+    server, url = deploy.serve(site)
+    model_file = f"{url}models/m/config.json"
+
+    def get(headers=None):
+        try:
+            with urllib.request.urlopen(urllib.request.Request(model_file, headers=headers or {})) as response:
+                return response.status, response.headers, response.read()
+        except urllib.error.HTTPError as error:  # urllib raises for 304
+            return error.code, error.headers, b""
+
+    try:
+        deploy.deploy_model(exported_gpt2, site, "m")
+        status, headers, first = get()
+        assert status == 200 and headers["ETag"]
+        cached = {"If-None-Match": headers["ETag"], "If-Modified-Since": headers["Last-Modified"]}
+        assert get(cached)[0] == 304  # unchanged: the browser keeps its copy
+        deploy.deploy_model(exported_llama, site, "m")  # another model, same name, same second
+        status, headers, second = get(cached)
+        assert status == 200 and second != first and json.loads(second)["model_type"] == "llama"
+        deploy.deploy_model(exported_llama, site, "m")  # the same bytes again: still answered 304
+        assert get({"If-None-Match": headers["ETag"]})[0] == 304
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_serve_refuses_a_port_that_is_not_one_in_one_line():
