@@ -348,7 +348,7 @@ sys.exit(course.main(["--profile", "tiny", "--run-dir", sys.argv[1]]))
 """
 
 
-def _on_a_small_disk(tmp_path, size: str, notebooks, chapter: str, *, between: str | None = None):
+def _on_a_small_disk(tmp_path, size: str, notebooks, chapter: str, *, between: str | None = None, read_only: bool = False):
     """Run the chapter with its run folder on a `size` tmpfs; with `between` (a shell command), run it
     once, run `between`, then run it again. Returns the last runner's result and a copy of the run folder."""
     unshare = shutil.which("unshare")
@@ -356,9 +356,9 @@ def _on_a_small_disk(tmp_path, size: str, notebooks, chapter: str, *, between: s
     disk.mkdir()
     runner = " ".join(shlex.quote(part) for part in
                       [sys.executable, "-c", RUN_ON_DISK, str(disk / "run"), str(notebooks), chapter])
-    script = (f"mount -t tmpfs -o size={size} tmpfs {shlex.quote(str(disk))} || exit 99\n"
+    script = (f"mount -t tmpfs -o size={size}{',ro' if read_only else ''} tmpfs {shlex.quote(str(disk))} || exit 99\n"
               + (f"{runner} >/dev/null || exit 98\n{between}\n" if between else "")
-              + f"{runner}\nrc=$?\ncp -a {disk}/run {after}\nexit $rc\n")
+              + f"{runner}\nrc=$?\ncp -a {disk}/run {after} 2>/dev/null\nexit $rc\n")
     done = subprocess.run([unshare, "--map-root-user", "--mount", "sh", "-c", script], cwd=REPO_ROOT,
                           capture_output=True, text=True) if unshare else None
     if done is None or done.returncode == 99:
@@ -417,3 +417,12 @@ def test_a_disk_that_fills_while_a_chapter_runs_leaves_the_last_complete_execute
     executed = nbformat.read(next((after / chapter).glob("*.executed.ipynb")), as_version=4)  # whole JSON
     assert executed.cells[-1].outputs == [{"name": "stdout", "output_type": "stream", "text": "x" * 100 + "\n"}]
     assert not list(after.rglob("*.partial*"))
+
+
+def test_a_run_folder_on_a_read_only_disk_stops_in_one_line(tmp_path):
+    notebooks = tmp_path / "notebooks"
+    chapter = _one_notebook(notebooks, "x = 1")
+    done, after = _on_a_small_disk(tmp_path, "1m", notebooks, chapter, read_only=True)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.startswith("error: ") and "Read-only file system" in done.stderr and len(done.stderr.splitlines()) == 1
+    assert not after.exists()  # nothing could be written, and nothing was
