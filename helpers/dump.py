@@ -22,7 +22,11 @@ import html
 import json
 import os
 import re
+import shutil
 import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
@@ -43,6 +47,8 @@ from helpers.multistream import (
     fetch_articles,
     read_multistream_index,
     read_stream,
+    read_stream_offsets,
+    shard_segments,
 )
 from helpers.pages import (
     DEFAULT_BASE_URL,
@@ -68,6 +74,7 @@ from helpers.pages import (
     read_siteinfo,
     text_licence,
 )
+from helpers.pages import _progress_bar  # noqa: F401 - the sharded parse shows the same bar
 from helpers.wikitext import (
     ANY_TAG_RE,
     BOILERPLATE_HEADINGS,
@@ -114,26 +121,60 @@ def salvage_path(out: Path | str) -> Path:
     return out.with_name(f"{out.stem}.until-fault{out.suffix}")
 
 
-def dump_to_jsonl(dump: Path | str, out: Path | str, **options: Any) -> DumpStats:
+def multistream_index_for(dump: Path | str) -> Path:
+    """Where Wikimedia puts a multistream dump's index: ``X-multistream.xml.bz2`` -> ``X-multistream-index.txt.bz2``."""
+    dump = Path(dump)
+    stem = dump.name.removesuffix(".bz2").removesuffix(".xml")
+    return dump.with_name(f"{stem}-index.txt.bz2")
+
+
+def parse_processes(dump: Path | str, processes: int | None, index: Path | str | None = None) -> tuple[int, Path | None]:
+    """How many processes parse ``dump``, and the index that shards it.
+
+    ``None`` means every core when the dump has its multistream index (``index``, or Wikimedia's name
+    for it beside the dump), else one. More than one needs the index: a dump of one bz2 stream cannot
+    be cut without reading it from the start.
+    """
+    index = Path(index) if index is not None else multistream_index_for(dump)
+    has_index = index.exists()
+    if processes is None:
+        return (os.cpu_count() or 1, index) if has_index else (1, None)
+    if processes < 1:
+        raise ValueError(f"processes must be at least 1, not {processes}")
+    if processes > 1 and not has_index:
+        raise DumpError(f"{dump}: parsing with {processes} processes cuts the dump at its bz2 streams, which needs "
+                        f"its multistream index ({index} is not there). Download the -multistream-index.txt.bz2 "
+                        "beside the -multistream.xml.bz2 dump, pass it (index=...), or use processes=1.", path=dump)
+    return processes, index if processes > 1 else None
+
+
+def dump_to_jsonl(dump: Path | str, out: Path | str, *, processes: int | None = 1, index: Path | str | None = None,
+                  **options: Any) -> DumpStats:
     """Write the articles of ``dump`` to ``out`` as JSON lines; return the counts.
 
     ``options`` are those of ``iter_articles`` (a ``stats`` given there is filled in and returned).
-    ``out`` appears only when complete, and a failed parse never touches it: if the dump breaks midway,
-    the articles before the fault go to ``salvage_path(out)`` and the ``DumpError`` says so. A second
-    process writing the same ``out`` is refused (``course.OutputBusyError``, naming its PID), and so
-    is an ``out`` that is the dump itself.
+    ``processes`` > 1 parses a multistream dump in shards of whole bz2 streams, one process each
+    (``None``: every core when the index is there; see ``parse_processes``), and writes exactly the
+    bytes one process writes. ``out`` appears only when complete, and a failed parse never touches
+    it: if the dump breaks midway, the articles before the fault go to ``salvage_path(out)`` and the
+    ``DumpError`` says so. A second process writing the same ``out`` is refused
+    (``course.OutputBusyError``, naming its PID), and so is an ``out`` that is the dump itself.
     """
     dump, out = Path(dump), Path(out)
     if dump.resolve() == out.resolve() or (dump.exists() and out.exists() and dump.samefile(out)):
         raise DumpError(f"{out}: the output is the dump itself, and writing it would destroy the dump. "
                         "Give another output file (chapter 01 writes 01_dump/articles.jsonl).", path=dump)
     stats: DumpStats = options.pop("stats", None) or DumpStats()
+    workers, index = parse_processes(dump, processes if options.get("max_articles") is None else 1, index)
     with output_lock(out):
         partial = new_partial(out)
         try:
-            with open(partial, "w", encoding="utf-8") as handle:
-                for article in iter_articles(dump, stats=stats, **options):
-                    handle.write(json.dumps(article, ensure_ascii=False) + "\n")
+            if workers > 1:
+                _write_shards(dump, index, workers, partial, stats, options)
+            else:
+                with open(partial, "w", encoding="utf-8") as handle:
+                    for article in iter_articles(dump, stats=stats, **options):
+                        handle.write(json.dumps(article, ensure_ascii=False) + "\n")
         except DumpError as error:
             kept = stats.articles_kept
             if kept and not isinstance(error, DumpNotFoundError):
@@ -151,6 +192,65 @@ def dump_to_jsonl(dump: Path | str, out: Path | str, **options: Any) -> DumpStat
             raise
         os.replace(partial, out)
     return stats
+
+
+def _write_shards(dump: Path, index: Path, processes: int, partial: Path, stats: DumpStats,
+                  options: dict[str, Any]) -> None:
+    """Parse the shards of a multistream dump in ``processes`` processes; append them to ``partial`` in order."""
+    import multiprocessing
+
+    started = time.perf_counter()
+    progress = options.pop("progress", False)
+    # A few shards per process, so that one slow shard (long articles) does not leave the others idle.
+    shards = shard_segments(dump, read_stream_offsets(index), processes * 4)
+    bar = _progress_bar(dump.stat().st_size, f"{dump.name}, {processes} processes") if progress else None
+    shard_dir = Path(tempfile.mkdtemp(prefix=f".{partial.name}.", suffix=".shards", dir=partial.parent))
+    try:
+        # spawn: a fresh interpreter per worker, safe in a Jupyter kernel (fork copies its threads' locks)
+        with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn")) as pool, \
+                open(partial, "wb") as target:
+            files = [shard_dir / f"{number:05d}.jsonl" for number in range(len(shards))]
+            futures = [pool.submit(_parse_shard, str(dump), segments, str(file), options)
+                       for segments, file in zip(shards, files)]
+            if bar is not None:
+                for future, segments in zip(futures, shards):
+                    start, end = segments[1]
+                    future.add_done_callback(lambda _, size=(end or dump.stat().st_size) - start: bar.update(size))
+            for future, file in zip(futures, files):
+                shard_stats, error = future.result()
+                pages_before, title_before = stats.pages_read, stats.last_title
+                stats.add(shard_stats)
+                with open(file, "rb") as source:
+                    shutil.copyfileobj(source, target, 1 << 20)
+                file.unlink()
+                if error is not None:
+                    for pending in futures:
+                        pending.cancel()
+                    message, fields = error
+                    # The worker counted the pages of its shard; the message counts from the dump's start
+                    # (both phrases are iter_pages's own).
+                    read, title = pages_before + fields["pages_read"], fields["last_title"] if fields["pages_read"] else title_before
+                    local = f"after page {fields['pages_read']} ({fields['last_title']!r})" if fields["pages_read"] else "before the first page"
+                    message = message.replace(local, f"after page {read} ({title!r})" if read else "before the first page", 1)
+                    raise DumpError(message, path=dump, byte_offset=fields["byte_offset"], pages_read=read, last_title=title)
+    finally:
+        shutil.rmtree(shard_dir, ignore_errors=True)
+        if bar is not None:
+            bar.close()
+        stats.seconds += time.perf_counter() - started
+
+
+def _parse_shard(dump: str, segments: list, out: str, options: dict[str, Any]) -> tuple[DumpStats, tuple | None]:
+    """One worker's part: the articles of one shard, written to ``out``; its counts and any fault."""
+    stats = DumpStats()
+    with open(out, "w", encoding="utf-8") as handle:
+        try:
+            for article in iter_articles(dump, stats=stats, segments=segments, **options):
+                handle.write(json.dumps(article, ensure_ascii=False) + "\n")
+        except DumpError as error:  # returned, not raised: the parent keeps what came before it
+            return stats, (str(error), {"byte_offset": error.byte_offset, "pages_read": error.pages_read or 0,
+                                        "last_title": error.last_title})
+    return stats, None
 
 
 class JsonlError(ValueError):
@@ -308,7 +408,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep-tables", action="store_true", help="keep table rows as text")
     parser.add_argument("--keep-redirects", action="store_true", help="do not skip redirect pages")
     parser.add_argument("--keep-disambiguation", action="store_true", help="do not skip disambiguation pages")
-    parser.add_argument("--max-articles", type=int, default=None, help="stop after this many articles")
+    parser.add_argument("--max-articles", type=int, default=None, help="stop after this many articles (one process)")
+    parser.add_argument("--processes", type=int, default=None,
+                        help="parse a multistream dump in this many processes (default: every core when its index "
+                             "is beside it, else one); the output is the same bytes whatever the number")
+    parser.add_argument("--index", type=Path, default=None,
+                        help="the multistream index (default: X-multistream-index.txt.bz2 beside X-multistream.xml.bz2)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     stats = DumpStats()
@@ -316,13 +421,13 @@ def main(argv: list[str] | None = None) -> int:
         dump_to_jsonl(
             args.dump, args.output, stats=stats, keep_tables=args.keep_tables,
             skip_redirects=not args.keep_redirects, skip_disambiguation=not args.keep_disambiguation,
-            max_articles=args.max_articles, progress=not args.no_progress,
+            max_articles=args.max_articles, progress=not args.no_progress, processes=args.processes, index=args.index,
         )
     except DumpError as error:
         print(f"error: {error}", file=sys.stderr)
         _print_stats(stats, file=sys.stderr)
         return 1
-    except (OutputBusyError, OSError) as error:  # OSError: no permission, a read-only or full disk
+    except (OutputBusyError, OSError, ValueError) as error:  # OSError: no permission, a read-only or full disk
         print(f"error: {error}", file=sys.stderr)
         return 1
     _print_stats(stats)

@@ -10,6 +10,7 @@ index) from any dump, as chapter 01 does for the tiny corpus. Every name here is
 """
 from __future__ import annotations
 
+import bisect
 import bz2
 import contextlib
 import html
@@ -132,6 +133,54 @@ def read_multistream_index(path: Path | str) -> dict[str, IndexEntry]:
         title: IndexEntry(title, page_id, offset, next_offset[offset] - offset if offset in next_offset else None)
         for offset, page_id, title in rows
     }
+
+
+def read_stream_offsets(path: Path | str) -> list[int]:
+    """The byte offsets where the page streams of a multistream dump begin, sorted, from its index.
+
+    Read line by line and kept as one int per stream (not per page), so the English Wikipedia's
+    index (24 million lines) costs a few MB.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DumpNotFoundError(f"{path}: no such multistream index (…-multistream-index.txt.bz2)", path=path)
+    opener = bz2.open if is_bz2(path) else open
+    offsets: set[int] = set()
+    with opener(path, "rb") as handle:
+        for number, line in enumerate(handle, 1):
+            head = line.split(b":", 1)[0].strip()
+            if not head:
+                continue
+            if not head.isdigit() or line.count(b":") < 2:
+                raise DumpError(f"{path}, line {number}: {line[:80]!r} is not `offset:page_id:title`; is this the "
+                                "dump's -multistream-index.txt.bz2?", path=path)
+            offsets.add(int(head))
+    return sorted(offsets)
+
+
+# A stream that closes the XML: every shard but the last ends with it (the last reads the dump's own).
+CLOSING_STREAM = bz2.compress(b"</mediawiki>\n", 9)
+
+
+def shard_segments(dump: Path | str, offsets: list[int], shards: int) -> list[list[tuple[int, int | None] | bytes]]:
+    """Cut a multistream dump into ``shards`` runs of whole page streams of about equal size.
+
+    Each shard is what ``iter_pages(dump, segments=...)`` reads: the header stream (the bytes before
+    the first page stream), its run of streams, then ``CLOSING_STREAM``; the last runs to the end of
+    the file, the dump's own closing stream included. In order, the shards hold every page once.
+    """
+    size = Path(dump).stat().st_size
+    if not offsets or offsets[0] <= 0 or offsets[-1] >= size:
+        raise DumpError(f"{dump}: its index does not fit it (stream offsets {offsets[:1]}…{offsets[-1:]} in a "
+                        f"{size:,}-byte file); is the index for this dump?", path=dump)
+    header = (0, offsets[0])
+    shards = max(1, min(shards, len(offsets)))
+    span = size - offsets[0]
+    targets = [offsets[0] + span * k // shards for k in range(shards)]  # equal shares of the compressed bytes
+    starts = sorted({offsets[min(bisect.bisect_left(offsets, target), len(offsets) - 1)] for target in targets})
+    ends = starts[1:] + [None]
+    return [[header, (start, end), CLOSING_STREAM] if end is not None else [header, (start, None)]
+            for start, end in zip(starts, ends)]
 
 
 def read_stream(dump: IO[bytes], offset: int, length: int | None = None) -> bytes:

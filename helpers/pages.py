@@ -18,7 +18,7 @@ import threading
 import time
 import urllib.parse
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -80,9 +80,21 @@ class DumpStats:
     characters_kept: int = 0
     seconds: float = 0.0
     latest_edit: str = ""  # the newest revision timestamp of a kept article (ISO 8601): it dates the text's licence
+    last_title: str | None = None  # of the last page read (not in as_dict: where a fault came, for messages)
 
     def skip(self, reason: str) -> None:
         self.skipped[reason] = self.skipped.get(reason, 0) + 1
+
+    def add(self, other: DumpStats) -> None:
+        """Count in what another pass saw (a shard of the same dump); seconds are not added up."""
+        self.pages_read += other.pages_read
+        self.articles_kept += other.articles_kept
+        for reason, count in other.skipped.items():
+            self.skipped[reason] = self.skipped.get(reason, 0) + count
+        self.sections_kept += other.sections_kept
+        self.characters_kept += other.characters_kept
+        self.latest_edit = max(self.latest_edit, other.latest_edit)
+        self.last_title = other.last_title if other.pages_read else self.last_title
 
     def as_dict(self) -> dict[str, int | float]:
         """A flat dict (``skipped_<reason>`` keys), ready for ``summary.json`` or a table."""
@@ -214,6 +226,43 @@ def _read_ahead(chunks: Iterator[bytes], depth: int = 8) -> Iterator[bytes]:
         thread.join()
 
 
+class _Segments:
+    """A read-only file made of pieces of a real one (``(start, end)`` byte ranges, ``end`` None for
+    the file's end) and literal byte strings, read one after another.
+
+    How one process reads its shard of a multistream dump: the header stream, its run of page
+    streams, and a closing stream. ``tell()`` is a position in the real file, for error messages.
+    """
+
+    def __init__(self, raw: IO[bytes], segments: Sequence[tuple[int, int | None] | bytes]) -> None:
+        self.raw, self.segments = raw, list(segments)
+        self.seek(0)
+
+    def seek(self, position: int) -> None:
+        if position != 0:
+            raise ValueError("a segmented file can only be rewound")
+        self.index, self.done, self.last_real = 0, 0, 0  # segment, bytes read of it, last real offset
+
+    def tell(self) -> int:
+        return self.last_real
+
+    def read(self, size: int) -> bytes:
+        while self.index < len(self.segments):
+            segment = self.segments[self.index]
+            if isinstance(segment, bytes):
+                piece = segment[self.done:self.done + size]
+            else:
+                start, end = segment
+                self.raw.seek(start + self.done)
+                piece = self.raw.read(size if end is None else min(size, end - start - self.done))
+                self.last_real = start + self.done + len(piece)
+            if piece:
+                self.done += len(piece)
+                return piece
+            self.index, self.done = self.index + 1, 0
+        return b""
+
+
 def is_bz2(path: Path | str) -> bool:
     with open(path, "rb") as handle:
         return handle.read(3) == b"BZh"
@@ -265,6 +314,7 @@ def iter_pages(
     *,
     progress: bool = False,
     stats: DumpStats | None = None,
+    segments: Sequence[tuple[int, int | None] | bytes] | None = None,
 ) -> Iterator[Page]:
     """Yield every ``<page>`` of a dump (``.xml``, ``.xml.bz2`` or multistream ``.xml.bz2``).
 
@@ -272,6 +322,8 @@ def iter_pages(
     stays flat however big the dump is. A truncated or corrupt file raises ``DumpError`` after the
     pages before the fault have been yielded (bz2 restores whole blocks of up to 900 kB, so the
     pages of the block that breaks are lost with it). ``stats.pages_read`` counts pages as they go.
+    ``segments`` reads only those byte ranges of the file (and literal bytes) as if they were the
+    file: one shard of a multistream dump (``helpers.multistream.shard_segments``).
     """
     path = Path(path)
     if not path.exists():
@@ -290,7 +342,8 @@ def iter_pages(
             path=path, byte_offset=offset, pages_read=pages_read, last_title=last_title,
         )
 
-    with open(path, "rb") as raw_file:
+    with open(path, "rb") as real_file:
+        raw_file = real_file if segments is None else _Segments(real_file, segments)
         head = raw_file.read(4)
         raw_file.seek(0)
         compressed = head.startswith(b"BZh")
@@ -367,6 +420,7 @@ def iter_pages(
                     last_title = page.title
                     if stats is not None:
                         stats.pages_read += 1
+                        stats.last_title = page.title
                     yield page
             parser.close()
             for _ in parser.read_events():
@@ -443,16 +497,17 @@ def iter_articles(
     progress: bool = False,
     stats: DumpStats | None = None,
     max_articles: int | None = None,
+    segments: Sequence[tuple[int, int | None] | bytes] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Yield the article records of a dump: main namespace, redirects and disambiguation skipped.
 
     ``stats`` (a ``DumpStats``) is filled in as pages go by; ``max_articles`` stops after that many
-    kept articles (a sample from the start of the dump).
+    kept articles (a sample from the start of the dump); ``segments``: see ``iter_pages``.
     """
     stats = stats if stats is not None else DumpStats()
     started = time.perf_counter()
     try:
-        for page in iter_pages(path, progress=progress, stats=stats):
+        for page in iter_pages(path, progress=progress, stats=stats, segments=segments):
             if page.namespace != 0:
                 stats.skip("namespace")
             elif skip_redirects and is_redirect(page):

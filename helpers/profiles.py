@@ -40,6 +40,9 @@ _COMMON: dict[str, Any] = {
     # articles (redirects, templates, categories...: 86 of the 118 pages in data/tiny/).
     "dump_sample_pages": None,
     "keep_tables": False,
+    # Processes that parse a multistream dump (cut at its bz2 streams, found with its index): None is
+    # every core when the index is there, else one. The output is the same bytes whatever the number.
+    "dump_processes": None,
     # 02 cleaning
     "min_section_chars": 120,
     # 03 pairing

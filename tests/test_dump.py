@@ -7,6 +7,7 @@ import html
 import http.server
 import io
 import json
+import os
 import re
 import subprocess
 import sys
@@ -659,3 +660,74 @@ def test_a_sample_whose_index_is_another_dumps_is_refused(tmp_path, tiny_dump, s
         dump.download_sample(base + "x-latest-a.xml.bz2", base + "x-latest-a-index.txt.bz2", tmp_path / "dl", 30,
                              progress=False)
     assert not (tmp_path / "dl" / "x-latest-a.first-30-pages.xml.bz2").exists()  # nothing wrong left in place
+
+
+# --- parsing on several processes: a multistream dump cut at its streams ----------------------------
+
+
+def _stats_without_time(stats: dump.DumpStats) -> dict:
+    return {key: value for key, value in stats.as_dict().items() if key != "seconds"}
+
+
+def test_every_process_count_writes_the_same_bytes(tmp_path, multistream, tiny_dump):
+    dump_path, index_path, _ = multistream
+    one_stats = dump.dump_to_jsonl(tiny_dump, tmp_path / "one.jsonl")  # the plain dump, one process
+    for processes in (2, 3, 13):  # 13: more processes than the 12 page streams
+        stats = dump.dump_to_jsonl(dump_path, tmp_path / f"{processes}.jsonl", processes=processes)
+        assert (tmp_path / f"{processes}.jsonl").read_bytes() == (tmp_path / "one.jsonl").read_bytes()
+        assert _stats_without_time(stats) == _stats_without_time(one_stats)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["13.jsonl", "2.jsonl", "3.jsonl", "one.jsonl"]  # no shards left
+
+
+@pytest.mark.parametrize("shards", [1, 2, 5, 12, 40])
+def test_shards_hold_every_page_once_in_order(multistream, shards):
+    dump_path, index_path, _ = multistream
+    offsets = dump.read_stream_offsets(index_path)
+    assert offsets == sorted({entry.offset for entry in dump.read_multistream_index(index_path).values()})
+    cut = dump.shard_segments(dump_path, offsets, shards)
+    assert 1 <= len(cut) <= min(shards, len(offsets)) and (shards == 1) == (len(cut) == 1)
+    assert cut[0][0] == (0, offsets[0]) and cut[-1][1][1] is None  # the header first; the last runs to the end
+    titles = [page.title for segments in cut for page in dump.iter_pages(dump_path, segments=segments)]
+    assert titles == [page.title for page in dump.iter_pages(dump_path)]
+
+
+def test_a_corrupt_stream_keeps_what_one_process_keeps(tmp_path, multistream):
+    dump_path, index_path, _ = multistream
+    offsets = dump.read_stream_offsets(index_path)
+    data = bytearray(dump_path.read_bytes())
+    data[offsets[7] + 50:offsets[7] + 90] = bytes(40)  # inside the 8th page stream, of 12
+    corrupt = tmp_path / "corrupt-multistream.xml.bz2"
+    corrupt.write_bytes(bytes(data))
+    (tmp_path / "corrupt-multistream-index.txt.bz2").write_bytes(index_path.read_bytes())
+    faults = {}
+    for processes in (1, 3):
+        out = tmp_path / f"{processes}.jsonl"
+        with pytest.raises(dump.DumpError, match="corrupt") as caught:
+            dump.dump_to_jsonl(corrupt, out, processes=processes)
+        faults[processes] = caught.value
+        assert not out.exists()
+        assert f"after page {caught.value.pages_read} ({caught.value.last_title!r})" in str(caught.value)
+    assert faults[3].pages_read == faults[1].pages_read == 70 and faults[3].last_title == faults[1].last_title
+    assert (tmp_path / "3.until-fault.jsonl").read_bytes() == (tmp_path / "1.until-fault.jsonl").read_bytes()
+    assert len(dump.read_jsonl(tmp_path / "3.until-fault.jsonl")) > 0
+
+
+def test_several_processes_need_the_index_and_none_means_as_many_as_can_be_used(tmp_path, tiny_dump, multistream):
+    with pytest.raises(dump.DumpError, match="needs its multistream index"):
+        dump.dump_to_jsonl(tiny_dump, tmp_path / "a.jsonl", processes=2)  # one bz2 stream: cannot be cut
+    assert dump.parse_processes(tiny_dump, None) == (1, None)
+    dump_path, index_path, _ = multistream
+    assert dump.multistream_index_for(dump_path) == index_path
+    assert dump.parse_processes(dump_path, None) == (os.cpu_count(), index_path)  # found beside the dump
+    assert dump.parse_processes(dump_path, 3, index_path) == (3, index_path)
+    with pytest.raises(ValueError, match="at least 1"):
+        dump.parse_processes(dump_path, 0)
+
+
+def test_the_cli_parses_on_several_processes(tmp_path, multistream, tiny_dump):
+    dump_path, _, _ = multistream
+    done = subprocess.run([sys.executable, "-m", "helpers.dump", str(dump_path), "-o", str(tmp_path / "a.jsonl"),
+                           "--processes", "2", "--no-progress"], cwd=REPO_ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    dump.dump_to_jsonl(tiny_dump, tmp_path / "b.jsonl")
+    assert (tmp_path / "a.jsonl").read_bytes() == (tmp_path / "b.jsonl").read_bytes()
