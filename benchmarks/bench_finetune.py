@@ -111,6 +111,54 @@ class StepTimer:
         self.callback, self.times, self.tokens = _Callback(), [], []
 
 
+class BucketCollator:
+    """Pads a collated batch further, to the next of a few fixed lengths (``-100`` labels, mask 0)."""
+
+    def __init__(self, inner, buckets: list[int], pad_id: int):
+        self.inner, self.buckets, self.pad_id = inner, sorted(buckets), pad_id
+
+    def __call__(self, features):
+        batch = self.inner(features)
+        length = batch["input_ids"].shape[1]
+        target = next((b for b in self.buckets if b >= length), length)
+        if target > length:
+            extra = target - length
+            batch["input_ids"] = torch.nn.functional.pad(batch["input_ids"], (0, extra), value=self.pad_id)
+            batch["labels"] = torch.nn.functional.pad(batch["labels"], (0, extra), value=finetune.IGNORE_INDEX)
+            batch["attention_mask"] = torch.nn.functional.pad(batch["attention_mask"], (0, extra), value=0)
+        return batch
+
+
+def fused_loss_trainer(kind: str):
+    """CourseTrainer whose loss is the output layer and cross-entropy in one fused kernel."""
+    if kind == "cce":
+        from cut_cross_entropy import linear_cross_entropy
+
+        def fused(hidden, weight, labels, reduction):
+            return linear_cross_entropy(hidden, weight, labels, ignore_index=finetune.IGNORE_INDEX, shift=True,
+                                        reduction=reduction)
+    else:
+        from liger_kernel.transformers import LigerFusedLinearCrossEntropyLoss
+
+        def fused(hidden, weight, labels, reduction):
+            loss_fn = LigerFusedLinearCrossEntropyLoss(ignore_index=finetune.IGNORE_INDEX, reduction=reduction)
+            return loss_fn(weight, hidden[:, :-1].reshape(-1, hidden.shape[-1]), labels[:, 1:].reshape(-1))
+
+    class FusedLossTrainer(finetune.CourseTrainer):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            body = getattr(model, model.base_model_prefix)
+            # The fused kernels take half-precision inputs: autocast's dtype (the last layer norm's output
+            # and the fp32 master weight are cast; the weight's gradient flows back through the cast).
+            dtype = torch.get_autocast_dtype("cuda") if torch.is_autocast_enabled("cuda") else torch.bfloat16
+            hidden = body(input_ids=inputs["input_ids"]).last_hidden_state.to(dtype)
+            weight = model.get_output_embeddings().weight.to(dtype)
+            if num_items_in_batch is None:
+                return fused(hidden, weight, inputs["labels"], "mean")
+            return fused(hidden, weight, inputs["labels"], "sum") / num_items_in_batch
+
+    return FusedLossTrainer
+
+
 def rank() -> int:
     return int(os.environ.get("RANK", "0"))
 
@@ -134,11 +182,13 @@ def build_tokenizer(pairs: list[dict[str, str]], out_dir: Path):
     return train_course_tokenizer(texts, out_dir, vocab_size=50_257)
 
 
-def build_model(vocab_size: int, dtype=torch.float32):
+def build_model(vocab_size: int, dtype=torch.float32, dropout: bool = True):
     from transformers import GPT2Config, GPT2LMHeadModel
 
     config = GPT2Config.from_json_file(str(DISTILGPT2_CONFIG))
     config.vocab_size = max(config.vocab_size, vocab_size)
+    if not dropout:
+        config.resid_pdrop = config.embd_pdrop = config.attn_pdrop = 0.0
     torch.manual_seed(0)
     return GPT2LMHeadModel(config).to(dtype)
 
@@ -163,7 +213,7 @@ def repeated(pairs: list[dict[str, str]], n: int, seed: int = 0) -> list[dict[st
 def run_variant(name: str, pairs, tokenizer, args) -> dict[str, Any]:
     from transformers import DataCollatorForLanguageModeling, Trainer, TrainingArguments
 
-    model = build_model(len(tokenizer))
+    model = build_model(len(tokenizer), dropout=not (name != "tutorial" and args.no_dropout))
     n_multiplying = sum(p.numel() for n_, p in model.named_parameters() if "wpe" not in n_)
     out_dir = Path(args.work) / f"{name}-rank{rank()}"
     steps = args.steps + args.warmup
@@ -191,17 +241,24 @@ def run_variant(name: str, pairs, tokenizer, args) -> dict[str, Any]:
         max_length = finetune.context_length(model, params["finetune_max_length"])
         data = finetune.tokenize_pairs(pairs, tokenizer, max_length=max_length, truncate=True)
         collator = finetune.RightPaddingCollator(finetune.pad_token_id(tokenizer), pad_to_multiple_of=8)
+        if args.buckets:
+            collator = BucketCollator(collator, [int(b) for b in args.buckets.split(",")], finetune.pad_token_id(tokenizer))
         timer = StepTimer(args.warmup, steps, lambda state: state.num_input_tokens_seen)
         lengths = list(data["length"])
         precision = args.precision or finetune.choose_precision()
-        params |= {"finetune_batch_size": args.batch_size, "finetune_torch_compile": args.compile}
+        # A fused loss bypasses the model's forward: the body alone is compiled, below.
+        params |= {"finetune_batch_size": args.batch_size, "finetune_torch_compile": args.compile and not args.fused_loss}
+        if args.compile and args.fused_loss:
+            body = getattr(model, model.base_model_prefix)
+            setattr(model, model.base_model_prefix, torch.compile(body))
         training_args = finetune.training_arguments(
             params, out_dir, learning_rate=params["finetune_learning_rate"], precision=precision,
             max_steps=steps, eval_strategy="no", save_strategy="no", load_best_model_at_end=False,
             logging_steps=10**9, disable_tqdm=True,
             **({} if args.workers is None else {"dataloader_num_workers": args.workers}),
         )
-    trainer_class = Trainer if name == "tutorial" else finetune.CourseTrainer
+    trainer_class = Trainer if name == "tutorial" else (fused_loss_trainer(args.fused_loss) if args.fused_loss
+                                                         else finetune.CourseTrainer)
     callbacks = [timer.callback]
     if args.profile_steps:
         callbacks.append(StepProfiler(args.warmup, args.profile_steps).callback)
@@ -211,7 +268,7 @@ def run_variant(name: str, pairs, tokenizer, args) -> dict[str, Any]:
     if on_gpu:
         torch.cuda.reset_peak_memory_stats()
     started = time.perf_counter()
-    trainer.train()
+    train_output = trainer.train()
     wall = time.perf_counter() - started
     peak_memory = torch.cuda.max_memory_allocated() if on_gpu else 0
 
@@ -224,7 +281,11 @@ def run_variant(name: str, pairs, tokenizer, args) -> dict[str, Any]:
         "world_size": world_size(),
         "precision": precision,
         "batch_size": training_args.per_device_train_batch_size,
-        "compile": bool(training_args.torch_compile),
+        "compile": bool(training_args.torch_compile) or bool(args.compile and args.fused_loss),
+        "dropout": not (name != "tutorial" and args.no_dropout),
+        "fused_loss": args.fused_loss if name != "tutorial" else None,
+        "buckets": args.buckets if name != "tutorial" else "",
+        "static_shapes": bool(args.static_shapes),
         "attention_mask": name == "tutorial",
         "timed_steps": args.steps,
         "seconds": round(seconds, 3),
@@ -235,6 +296,7 @@ def run_variant(name: str, pairs, tokenizer, args) -> dict[str, Any]:
         "dataloader_workers": training_args.dataloader_num_workers,
         "model_tflops_per_s": round(flops / seconds / 1e12, 2),
         "peak_memory_gib": round(peak_memory / 2**30, 2),
+        "train_loss": round(train_output.training_loss, 4),  # the mean over every step: equal across variants within noise
     }
 
 
@@ -266,6 +328,14 @@ def main() -> int:
     parser.add_argument("--whole-graph-ddp", action="store_true", help="with --compile under torchrun: no DDPOptimizer graph splits")
     parser.add_argument("--workers", type=int, default=None, help="DataLoader worker processes (default: the course's choice)")
     parser.add_argument("--profile-steps", type=int, default=0, help="print a CUDA kernel profile of this many steps")
+    parser.add_argument("--no-dropout", action="store_true", help="course variant: dropout 0 (fine-tuning without it)")
+    parser.add_argument("--fused-loss", choices=["cce", "liger"], default=None,
+                        help="course variant: the output layer and cross-entropy fused (the logits never materialized); "
+                             "the transformer body is compiled on its own with --compile")
+    parser.add_argument("--buckets", default="", help="course variant: pad each batch to the next of these lengths, "
+                                                       "e.g. 64,128,192,256,384,512 (few shapes for torch.compile)")
+    parser.add_argument("--static-shapes", action="store_true",
+                        help="with --compile: one static graph per shape instead of dynamic shapes")
     parser.add_argument("--label", default="", help="a name for this configuration in the output")
     parser.add_argument("--work", type=Path, default=Path("/tmp/bench_finetune"))
     parser.add_argument("--smoke-cpu", action="store_true", help="run a few steps on the CPU to check the script")
@@ -280,6 +350,9 @@ def main() -> int:
             # Compile the model as one graph and let DDP all-reduce after backward, instead of
             # Dynamo's DDPOptimizer splitting the graph at every gradient bucket.
             torch._dynamo.config.optimize_ddp = False
+    if args.static_shapes:
+        torch._dynamo.config.automatic_dynamic_shapes = False  # a graph per bucket, each with fixed shapes
+        torch._dynamo.config.cache_size_limit = 64
     args.work.mkdir(parents=True, exist_ok=True)
 
     pairs = load_texts(args.pairs)

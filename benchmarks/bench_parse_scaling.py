@@ -28,6 +28,7 @@ import json
 import os
 import platform
 import re
+import resource
 import subprocess
 import sys
 import time
@@ -108,26 +109,30 @@ def sha256(path: Path) -> str:
         return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
-def run(dump: Path, processes: int, out: Path) -> float:
+def run(dump: Path, processes: int, out: Path) -> tuple[float, float]:
+    """Wall seconds, and CPU seconds (user + system, the parser's processes all together)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "helpers.dump", str(dump), "-o", str(out), "--processes", str(processes),
                            "--no-progress"], cwd=REPO_ROOT, capture_output=True, text=True)
     seconds = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
         raise RuntimeError(f"{processes} processes failed:\n{done.stderr[-3000:]}")
-    return seconds
+    return seconds, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def report(dump: Path) -> None:
     records = [json.loads(line) for line in RESULTS.read_text().splitlines() if line.strip()]
     records = [r for r in records if r["dump"] == dump.name]
     one = [r for r in records if r["processes"] == 1]
-    print(f"{'processes':>9s} {'seconds':>8s} {'XML MB/s':>9s} {'speed-up':>9s}  same bytes as 1 process")
+    print(f"{'processes':>9s} {'seconds':>8s} {'CPU s':>7s} {'XML MB/s':>9s} {'speed-up':>9s}  same bytes as 1 process")
     for record in sorted(records, key=lambda r: (r["machine"], r["processes"])):
         base = next((r for r in one if r["machine"] == record["machine"]), None)
         speedup = f"{base['seconds'] / record['seconds']:.2f}x" if base else "-"
         same = "yes" if base and base["sha256"] == record["sha256"] else ("-" if not base else "NO")
-        print(f"{record['processes']:9d} {record['seconds']:8.1f} {record['xml_mb_per_s']:9.1f} {speedup:>9s}  {same}")
+        print(f"{record['processes']:9d} {record['seconds']:8.1f} {record.get('cpu_seconds', float('nan')):7.0f} "
+              f"{record['xml_mb_per_s']:9.1f} {speedup:>9s}  {same}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -146,9 +151,10 @@ def main(argv: list[str] | None = None) -> int:
     for processes in [int(n) for n in args.processes.split(",")]:
         out = DATA / f"{dump.stem}.{processes}-processes.jsonl"
         load_before = os.getloadavg()[0]
-        seconds = run(dump, processes, out)
+        seconds, cpu_seconds = run(dump, processes, out)
         record = {"dump": dump.name, "compressed_mb": round(dump.stat().st_size / 1e6, 1),
                   "xml_mb": round(xml_bytes / 1e6, 1), "processes": processes, "seconds": round(seconds, 2),
+                  "cpu_seconds": round(cpu_seconds, 1),
                   "xml_mb_per_s": round(xml_bytes / 1e6 / seconds, 1), "output_mb": round(out.stat().st_size / 1e6, 1),
                   "sha256": sha256(out), "machine": args.machine, "cpus": os.cpu_count(),
                   "load_before": load_before, "python": platform.python_version()}

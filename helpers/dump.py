@@ -201,8 +201,8 @@ def _write_shards(dump: Path, index: Path, processes: int, partial: Path, stats:
 
     started = time.perf_counter()
     progress = options.pop("progress", False)
-    # A few shards per process, so that one slow shard (long articles) does not leave the others idle.
-    shards = shard_segments(dump, read_stream_offsets(index), processes * 4)
+    # Several shards per process, so that one slow shard (long articles) does not leave the others idle.
+    shards = shard_segments(dump, read_stream_offsets(index), processes * 8)
     bar = _progress_bar(dump.stat().st_size, f"{dump.name}, {processes} processes") if progress else None
     shard_dir = Path(tempfile.mkdtemp(prefix=f".{partial.name}.", suffix=".shards", dir=partial.parent))
     try:
