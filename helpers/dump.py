@@ -210,7 +210,10 @@ def _write_shards(dump: Path, index: Path, processes: int, partial: Path, stats:
         with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn")) as pool, \
                 open(partial, "wb") as target:
             files = [shard_dir / f"{number:05d}.jsonl" for number in range(len(shards))]
-            futures = [pool.submit(_parse_shard, str(dump), segments, str(file), options)
+            # A reader thread per worker pays only while cores are left for it: past half the cores it
+            # adds switching between threads, about a tenth more CPU time (benchmarks/README.md).
+            read_ahead = processes * 2 <= (os.cpu_count() or 1)
+            futures = [pool.submit(_parse_shard, str(dump), segments, str(file), options | {"read_ahead": read_ahead})
                        for segments, file in zip(shards, files)]
             if bar is not None:
                 for future, segments in zip(futures, shards):

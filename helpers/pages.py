@@ -315,6 +315,7 @@ def iter_pages(
     progress: bool = False,
     stats: DumpStats | None = None,
     segments: Sequence[tuple[int, int | None] | bytes] | None = None,
+    read_ahead: bool = True,
 ) -> Iterator[Page]:
     """Yield every ``<page>`` of a dump (``.xml``, ``.xml.bz2`` or multistream ``.xml.bz2``).
 
@@ -323,7 +324,8 @@ def iter_pages(
     pages before the fault have been yielded (bz2 restores whole blocks of up to 900 kB, so the
     pages of the block that breaks are lost with it). ``stats.pages_read`` counts pages as they go.
     ``segments`` reads only those byte ranges of the file (and literal bytes) as if they were the
-    file: one shard of a multistream dump (``helpers.multistream.shard_segments``).
+    file: one shard of a multistream dump (``helpers.multistream.shard_segments``). ``read_ahead``
+    decompresses bz2 on a second thread; where every core already runs a parser it only adds work.
     """
     path = Path(path)
     if not path.exists():
@@ -353,7 +355,8 @@ def iter_pages(
         if not compressed and path.suffix == ".bz2":
             raise fail(f"the file is named .bz2 but holds no bz2 data (it starts with {head!r})", 0,
                        "The download is probably an error page or incomplete: download it again (helpers.dump.download).")
-        chunks = _read_ahead(_bz2_chunks(raw_file)) if compressed else _plain_chunks(raw_file)
+        chunks = ((_read_ahead(_bz2_chunks(raw_file)) if read_ahead else _bz2_chunks(raw_file)) if compressed
+                  else _plain_chunks(raw_file))
         bar = _progress_bar(path.stat().st_size, path.name) if progress else None
         parser = ET.XMLPullParser(events=("start", "end"))
         base_url: str | None = None
@@ -498,16 +501,17 @@ def iter_articles(
     stats: DumpStats | None = None,
     max_articles: int | None = None,
     segments: Sequence[tuple[int, int | None] | bytes] | None = None,
+    read_ahead: bool = True,
 ) -> Iterator[dict[str, Any]]:
     """Yield the article records of a dump: main namespace, redirects and disambiguation skipped.
 
     ``stats`` (a ``DumpStats``) is filled in as pages go by; ``max_articles`` stops after that many
-    kept articles (a sample from the start of the dump); ``segments``: see ``iter_pages``.
+    kept articles (a sample from the start of the dump); ``segments``, ``read_ahead``: see ``iter_pages``.
     """
     stats = stats if stats is not None else DumpStats()
     started = time.perf_counter()
     try:
-        for page in iter_pages(path, progress=progress, stats=stats, segments=segments):
+        for page in iter_pages(path, progress=progress, stats=stats, segments=segments, read_ahead=read_ahead):
             if page.namespace != 0:
                 stats.skip("namespace")
             elif skip_redirects and is_redirect(page):
