@@ -518,50 +518,94 @@ def clean_articles(
     Paragraphs go through the filters of :data:`FILTERS` in order; the first filter that removes a
     paragraph is the one the report charges. Sentence boundaries come from a Punkt model trained
     on this corpus after the text repairs (:func:`helpers.nltk_offline.train_punkt`), unless
-    ``sentence_tokenizer`` is given. Sections and articles left empty are dropped.
+    ``sentence_tokenizer`` is given. Sections and articles left empty are dropped. The articles are
+    held in memory; :func:`clean_jsonl` cleans a file of any size the same way, streaming.
     """
+    articles = list(articles)
+    cleaned, report, sentence_tokenizer = clean_stream(lambda: articles, config, sentence_tokenizer=sentence_tokenizer,
+                                                       nltk_data_dir=nltk_data_dir)
+    return CleaningResult(list(cleaned), report, sentence_tokenizer)
+
+
+def clean_jsonl(
+    source: Path | str,
+    out: Path | str,
+    config: CleaningConfig | None = None,
+    *,
+    sentence_tokenizer: PunktSentenceTokenizer | None = None,
+    nltk_data_dir: Path | None = None,
+) -> tuple[CleaningReport, PunktSentenceTokenizer]:
+    """:func:`clean_articles` from one JSONL file to another, one article in memory at a time.
+
+    The file is read twice (once for the Punkt training text, once to clean), and ``out`` appears
+    only when complete. What grows with the corpus is the duplicate index alone (a key per kept
+    paragraph, and its MinHash signature). Writes what ``clean_articles`` + ``save_articles`` write.
+    """
+    cleaned, report, sentence_tokenizer = clean_stream(lambda: dump.iter_jsonl(source, required=("sections",)), config,
+                                                       sentence_tokenizer=sentence_tokenizer, nltk_data_dir=nltk_data_dir)
+    save_articles(cleaned, out)
+    return report, sentence_tokenizer
+
+
+def clean_stream(
+    read_articles: Callable[[], Iterable[dict[str, Any]]],
+    config: CleaningConfig | None = None,
+    *,
+    sentence_tokenizer: PunktSentenceTokenizer | None = None,
+    nltk_data_dir: Path | None = None,
+) -> tuple[Iterator[dict[str, Any]], CleaningReport, PunktSentenceTokenizer]:
+    """The cleaning as a stream: the cleaned articles as they come, the report they fill in (its
+    totals are set when the stream ends) and the Punkt model. ``read_articles()`` must give the
+    articles afresh on each call: once for Punkt's training text (its first
+    ``config.punkt_training_chars`` characters), once to clean."""
     config = config or CleaningConfig()
     report = CleaningReport.empty(config)
-    articles = list(articles)
-    totals = Counter()
-
-    # Pass 1: text repairs, so Punkt is trained on text without markup.
-    repaired: list[list[list[str]]] = []
-    for article in articles:
-        title = article.get("title", "")
-        totals["articles_in"] += 1
-        sections = []
-        for section in article["sections"]:
-            totals["sections_in"] += 1
-            paragraphs = []
-            for raw in split_paragraphs(section["text"]):
-                totals["paragraphs_in"] += 1
-                totals["chars_in"] += len(raw)
-                text = _transform(report, "normalize", title, raw, lambda t: normalize_text(t, config.normalization))
-                if text is not None:
-                    text = _transform(report, "markup", title, text, strip_markup)
-                if text is not None:
-                    paragraphs.append(text)
-            sections.append(paragraphs)
-        repaired.append(sections)
-
     if sentence_tokenizer is None:
+        # Pass 1: the text repairs alone, so Punkt is trained on text without markup.
+        quiet = CleaningReport.empty(config)
         sentence_tokenizer = nltk_offline.train_punkt(
-            (p for sections in repaired for paragraphs in sections for p in paragraphs),
+            (p for article in read_articles() for paragraphs in _repaired_sections(quiet, config, article, Counter())
+             for p in paragraphs),
             data_dir=nltk_data_dir,
             max_chars=config.punkt_training_chars,
         )
+    return _cleaned(read_articles(), report, config, sentence_tokenizer), report, sentence_tokenizer
 
+
+def _repaired_sections(report: CleaningReport, config: CleaningConfig, article: dict[str, Any],
+                       totals: Counter) -> list[list[str]]:
+    """An article's paragraphs, section by section, after the text repairs (normalize, markup)."""
+    title = article.get("title", "")
+    totals["articles_in"] += 1
+    sections = []
+    for section in article["sections"]:
+        totals["sections_in"] += 1
+        paragraphs = []
+        for raw in split_paragraphs(section["text"]):
+            totals["paragraphs_in"] += 1
+            totals["chars_in"] += len(raw)
+            text = _transform(report, "normalize", title, raw, lambda t: normalize_text(t, config.normalization))
+            if text is not None:
+                text = _transform(report, "markup", title, text, strip_markup)
+            if text is not None:
+                paragraphs.append(text)
+        sections.append(paragraphs)
+    return sections
+
+
+def _cleaned(articles: Iterable[dict[str, Any]], report: CleaningReport, config: CleaningConfig,
+             sentence_tokenizer: PunktSentenceTokenizer) -> Iterator[dict[str, Any]]:
+    """Pass 2: every filter over every paragraph, article by article; yields what stays."""
     near = NearDuplicateIndex(
         config.near_duplicate_threshold, config.shingle_size, config.num_perm, config.lsh_bands, config.seed
     )
     seen: dict[str, str] = {}
     checks = paragraph_checks(config, sentence_tokenizer)
-    cleaned_articles = []
-    for article, sections in zip(articles, repaired):
+    totals = Counter()
+    for article in articles:
         title = article.get("title", "")
         outcomes: list[tuple[dict[str, Any], list[str]]] = []
-        for section, paragraphs in zip(article["sections"], sections):
+        for section, paragraphs in zip(article["sections"], _repaired_sections(report, config, article, totals)):
             kept = []
             for text in paragraphs:
                 text = _transform(report, "list_like", title, text, lambda t: drop_lists(t, config.max_list_line_share))
@@ -592,16 +636,15 @@ def clean_articles(
             stats.articles_removed += 1
             report._example(stats, title, title, "no section left")
             continue
-        cleaned_articles.append({**article, "sections": kept_sections})
-
-    totals["articles_out"] = len(cleaned_articles)
-    totals["sections_out"] = sum(len(a["sections"]) for a in cleaned_articles)
-    out_paragraphs = list(iter_paragraphs(cleaned_articles))
-    totals["paragraphs_out"] = len(out_paragraphs)
-    totals["chars_out"] = sum(len(p) for p in out_paragraphs)
+        cleaned = {**article, "sections": kept_sections}
+        totals["articles_out"] += 1
+        totals["sections_out"] += len(kept_sections)
+        for paragraph in iter_paragraphs([cleaned]):
+            totals["paragraphs_out"] += 1
+            totals["chars_out"] += len(paragraph)
+        yield cleaned
     order = ["articles_in", "articles_out", "sections_in", "sections_out", "paragraphs_in", "paragraphs_out", "chars_in", "chars_out"]
     report.totals = {key: int(totals[key]) for key in order}
-    return CleaningResult(cleaned_articles, report, sentence_tokenizer)
 
 
 def _transform(report: CleaningReport, name: str, title: str, text: str, repair: Callable[[str], str]) -> str | None:

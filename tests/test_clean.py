@@ -316,3 +316,30 @@ def test_training_cleaning_does_not_depend_on_installed_stopwords(cleaned, good_
     monkeypatch.setattr(nltk_offline, "english_stopwords", unavailable)
     result = _clean_with(cleaned, [_article("Planted", good_paragraphs[0])], clean.CleaningConfig(min_section_chars=0))
     assert list(clean.iter_paragraphs(result.articles)) == [good_paragraphs[0]]
+
+
+# --- streaming: a file of any size, one article in memory at a time -----------------------------------
+
+
+def test_clean_jsonl_writes_what_clean_articles_writes(tmp_path, tiny_articles, cleaned):
+    source = tmp_path / "articles.jsonl"
+    clean.save_articles(tiny_articles, source)
+    report, _ = clean.clean_jsonl(source, tmp_path / "streamed.jsonl")
+    clean.save_articles(cleaned.articles, tmp_path / "listed.jsonl")
+    assert (tmp_path / "streamed.jsonl").read_bytes() == (tmp_path / "listed.jsonl").read_bytes()
+    assert report.as_dict() == cleaned.report.as_dict()
+
+
+def test_the_stream_holds_one_article_at_a_time(tiny_articles, cleaned):
+    read = []
+
+    def read_articles():
+        for article in tiny_articles:
+            read.append(article["title"])
+            yield article
+
+    stream, report, _ = clean.clean_stream(read_articles, sentence_tokenizer=cleaned.sentence_tokenizer)
+    first = next(stream)
+    assert read == [first["title"]]  # the first cleaned article came before the second was read
+    rest = list(stream)
+    assert [first, *rest] == cleaned.articles and report.totals == cleaned.report.totals
