@@ -266,8 +266,10 @@ class CleaningReport:
         return pd.DataFrame(rows).set_index("filter")
 
     def examples(self, name: str) -> pd.DataFrame:
-        """The examples a filter kept (title, text, detail and, for transforms, the text after)."""
-        return pd.DataFrame(self.filters[name].examples)
+        """The examples a filter kept (title, text, detail and, for transforms, the text after:
+        "(removed)" where the step left nothing)."""
+        table = pd.DataFrame(self.filters[name].examples)
+        return table.fillna({"after": "(removed)"}) if "after" in table else table
 
     def metrics(self) -> dict[str, Any]:
         """Flat numbers for ``summary.json``: totals in/out and what each filter removed."""

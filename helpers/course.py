@@ -377,8 +377,9 @@ def _run_chapter(papermill: Any, profile: str, run_dir: Path, chapter: str, note
     notebook = Path(notebooks_dir) / f"{CHAPTERS[chapter]}.ipynb"
     executed = chapter_dir(run_dir, chapter) / f"{notebook.stem}.executed.ipynb"
     # papermill saves the notebook after every cell: into a partial, so that a kill or a full disk
-    # never leaves a truncated executed notebook where the last complete one was.
-    partial = executed.with_name(f".{executed.stem}.{os.getpid()}.partial.ipynb")
+    # never leaves a truncated executed notebook where the last complete one was. The partial sits in
+    # the run folder, not the chapter's, whose listing the chapter may show.
+    partial = run_dir / f".{executed.stem}.{os.getpid()}.partial.ipynb"
     print(f"[{profile}] {chapter}: running {notebook.name}", flush=True)
     started = time.perf_counter()
     try:

@@ -166,6 +166,7 @@ def dump_to_jsonl(dump: Path | str, out: Path | str, *, processes: int | None = 
                         "Give another output file (chapter 01 writes 01_dump/articles.jsonl).", path=dump)
     stats: DumpStats = options.pop("stats", None) or DumpStats()
     workers, index = parse_processes(dump, processes if options.get("max_articles") is None else 1, index)
+    stats.processes = workers
     with output_lock(out):
         partial = new_partial(out)
         try:

@@ -81,6 +81,7 @@ class DumpStats:
     seconds: float = 0.0
     latest_edit: str = ""  # the newest revision timestamp of a kept article (ISO 8601): it dates the text's licence
     last_title: str | None = None  # of the last page read (not in as_dict: where a fault came, for messages)
+    processes: int = 1  # that parsed the dump (dump_to_jsonl's processes)
 
     def skip(self, reason: str) -> None:
         self.skipped[reason] = self.skipped.get(reason, 0) + 1
@@ -105,6 +106,7 @@ class DumpStats:
             "characters_kept": self.characters_kept,
             "seconds": round(self.seconds, 3),
             "latest_edit": self.latest_edit,
+            "processes": self.processes,
         }
         return flat
 
