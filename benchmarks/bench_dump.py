@@ -24,19 +24,17 @@ import bz2
 import json
 import os
 import platform
-import re
 import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from real_pages import page_copy, real_pages
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
-TINY = REPO_ROOT / "data" / "tiny"
 DATA = REPO_ROOT / "benchmarks" / "data"
 RESULTS = REPO_ROOT / "benchmarks" / "results"
-
-PAGE_RE = re.compile(rb"  <page>\n.*?  </page>\n", re.S)
 
 
 def build_bench_dump(megabytes: int) -> Path:
@@ -44,10 +42,7 @@ def build_bench_dump(megabytes: int) -> Path:
     path = DATA / f"bench-{megabytes}MB.xml.bz2"
     if path.exists():
         return path
-    tiny = bz2.decompress((TINY / "enwiki-tiny.xml.bz2").read_bytes())
-    tables = bz2.decompress((TINY / "enwiki-table-markup.xml.bz2").read_bytes())
-    pages = PAGE_RE.findall(tiny) + PAGE_RE.findall(tables)
-    header = tiny[: tiny.index(b"  <page>")]
+    header, pages = real_pages()
     target = megabytes * 1_000_000
     DATA.mkdir(parents=True, exist_ok=True)
     compressor = bz2.BZ2Compressor(9)
@@ -57,8 +52,7 @@ def build_bench_dump(megabytes: int) -> Path:
         while written < target:
             copy += 1
             for page in pages:
-                page = re.sub(rb"<id>\d+</id>", f"<id>{next_id}</id>".encode(), page, count=1)
-                page = re.sub(rb"<title>(.*?)</title>", rb"<title>\1 (copy %d)</title>" % copy, page, count=1)
+                page, _ = page_copy(page, next_id, copy)
                 next_id += 1
                 written += len(page)
                 out.write(compressor.compress(page))

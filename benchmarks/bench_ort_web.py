@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.warmup_seconds:.0f} s warm-up before every measurement\n")
     pasts = args.past.split(",")
     print("session probe: one decode step, median ms of", args.runs, "runs, by cache length")
-    print(f"| model | dtype | build | threads | " + " | ".join(f"past {p}" for p in pasts) + " |")
+    print("| model | dtype | build | threads | " + " | ".join(f"past {p}" for p in pasts) + " |")
     print("| --- | --- | --- | ---: | " + " | ".join("---:" for _ in pasts) + " |")
     for r in rows:
         if r["probe"] == "session":

@@ -27,7 +27,6 @@ import html
 import json
 import os
 import platform
-import re
 import resource
 import subprocess
 import sys
@@ -35,23 +34,13 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+from real_pages import page_copy, real_pages
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
-TINY = REPO_ROOT / "data" / "tiny"
 DATA = REPO_ROOT / "benchmarks" / "data"
 RESULTS = REPO_ROOT / "benchmarks" / "results" / "bench_parse_scaling.jsonl"
 PAGES_PER_STREAM = 100
 STREAMS_PER_TASK = 50
-
-PAGE_RE = re.compile(rb"  <page>\n.*?  </page>\n", re.S)
-ID_RE = re.compile(rb"<id>\d+</id>")
-TITLE_RE = re.compile(rb"<title>(.*?)</title>")
-
-
-def real_pages() -> tuple[bytes, list[bytes]]:
-    tiny = bz2.decompress((TINY / "enwiki-tiny.xml.bz2").read_bytes())
-    tables = bz2.decompress((TINY / "enwiki-table-markup.xml.bz2").read_bytes())
-    return tiny[: tiny.index(b"  <page>")], PAGE_RE.findall(tiny) + PAGE_RE.findall(tables)
-
 
 def _streams(first_stream: int, count: int) -> list[tuple[bytes, int, list[tuple[int, bytes]]]]:
     """Streams ``first_stream``... of the benchmark dump: (compressed bytes, XML bytes, [(page id, title)])."""
@@ -61,9 +50,8 @@ def _streams(first_stream: int, count: int) -> list[tuple[bytes, int, list[tuple
         xml, listed = [], []
         for number in range(stream * PAGES_PER_STREAM, (stream + 1) * PAGES_PER_STREAM):
             copy, page = divmod(number, len(pages))
-            title = TITLE_RE.search(pages[page]).group(1) + b" (copy %d)" % (copy + 1)
-            text = ID_RE.sub(b"<id>%d</id>" % (number + 1), pages[page], count=1)
-            xml.append(TITLE_RE.sub(lambda _, title=title: b"<title>" + title + b"</title>", text, count=1))
+            text, title = page_copy(pages[page], number + 1, copy + 1)
+            xml.append(text)
             listed.append((number + 1, html.unescape(title.decode()).encode()))  # the index holds plain titles
         data = b"".join(xml)
         out.append((bz2.compress(data, 9), len(data), listed))

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import bz2
 import json
-import re
 import subprocess
 import sys
 import tempfile

@@ -71,10 +71,10 @@ from helpers.pages import (
     page_from_element,
     page_to_article,
     page_url,
+    progress_bar,
     read_siteinfo,
     text_licence,
 )
-from helpers.pages import _progress_bar  # noqa: F401 - the sharded parse shows the same bar
 from helpers.wikitext import (
     ANY_TAG_RE,
     BOILERPLATE_HEADINGS,
@@ -204,7 +204,7 @@ def _write_shards(dump: Path, index: Path, processes: int, partial: Path, stats:
     progress = options.pop("progress", False)
     # Several shards per process, so that one slow shard (long articles) does not leave the others idle.
     shards = shard_segments(dump, read_stream_offsets(index), processes * 8)
-    bar = _progress_bar(dump.stat().st_size, f"{dump.name}, {processes} processes") if progress else None
+    bar = progress_bar(dump.stat().st_size, f"{dump.name}, {processes} processes") if progress else None
     shard_dir = Path(tempfile.mkdtemp(prefix=f".{partial.name}.", suffix=".shards", dir=partial.parent))
     try:
         # spawn: a fresh interpreter per worker, safe in a Jupyter kernel (fork copies its threads' locks)

@@ -16,7 +16,7 @@ import contextlib
 import html
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -104,16 +104,16 @@ def build_multistream(
     return streams
 
 
-def read_multistream_index(path: Path | str) -> dict[str, IndexEntry]:
-    """Title -> ``IndexEntry`` from a multistream index (plain text or ``.bz2``).
+def iter_index_lines(path: Path | str) -> Iterator[tuple[int, int, str]]:
+    """``(offset, page_id, title)`` for each line of a multistream index (plain text or ``.bz2``), one at a time.
 
-    Stream lengths come from the next stream's offset; the last page stream's length is left open.
+    The one reader of the index's ``offset:page_id:title`` lines; a line that is not one raises
+    ``DumpError`` naming the file and the line.
     """
     path = Path(path)
     if not path.exists():
         raise DumpNotFoundError(f"{path}: no such multistream index (…-multistream-index.txt.bz2)", path=path)
     opener = bz2.open if is_bz2(path) else open
-    rows: list[tuple[int, int, str]] = []
     with opener(path, "rt", encoding="utf-8") as handle:
         for number, line in enumerate(handle, 1):
             line = line.rstrip("\n")
@@ -121,12 +121,20 @@ def read_multistream_index(path: Path | str) -> dict[str, IndexEntry]:
                 continue
             try:
                 offset, page_id, title = line.split(":", 2)  # titles may contain colons
-                rows.append((int(offset), int(page_id), title))
+                yield int(offset), int(page_id), title
             except ValueError as error:
                 raise DumpError(
                     f"{path}, line {number}: {line[:80]!r} is not `offset:page_id:title`; is this the "
                     "dump's -multistream-index.txt.bz2?", path=path,
                 ) from error
+
+
+def read_multistream_index(path: Path | str) -> dict[str, IndexEntry]:
+    """Title -> ``IndexEntry`` from a multistream index (plain text or ``.bz2``).
+
+    Stream lengths come from the next stream's offset; the last page stream's length is left open.
+    """
+    rows = list(iter_index_lines(path))
     offsets = sorted({offset for offset, _, _ in rows})
     next_offset = dict(zip(offsets, offsets[1:]))
     return {
@@ -141,21 +149,7 @@ def read_stream_offsets(path: Path | str) -> list[int]:
     Read line by line and kept as one int per stream (not per page), so the English Wikipedia's
     index (24 million lines) costs a few MB.
     """
-    path = Path(path)
-    if not path.exists():
-        raise DumpNotFoundError(f"{path}: no such multistream index (…-multistream-index.txt.bz2)", path=path)
-    opener = bz2.open if is_bz2(path) else open
-    offsets: set[int] = set()
-    with opener(path, "rb") as handle:
-        for number, line in enumerate(handle, 1):
-            head = line.split(b":", 1)[0].strip()
-            if not head:
-                continue
-            if not head.isdigit() or line.count(b":") < 2:
-                raise DumpError(f"{path}, line {number}: {line[:80]!r} is not `offset:page_id:title`; is this the "
-                                "dump's -multistream-index.txt.bz2?", path=path)
-            offsets.add(int(head))
-    return sorted(offsets)
+    return sorted({offset for offset, _, _ in iter_index_lines(path)})
 
 
 # A stream that closes the XML: every shard but the last ends with it (the last reads the dump's own).

@@ -359,7 +359,7 @@ def iter_pages(
                        "The download is probably an error page or incomplete: download it again (helpers.dump.download).")
         chunks = ((_read_ahead(_bz2_chunks(raw_file)) if read_ahead else _bz2_chunks(raw_file)) if compressed
                   else _plain_chunks(raw_file))
-        bar = _progress_bar(path.stat().st_size, path.name) if progress else None
+        bar = progress_bar(path.stat().st_size, path.name) if progress else None
         parser = ET.XMLPullParser(events=("start", "end"))
         base_url: str | None = None
         language: str | None = None
@@ -461,7 +461,7 @@ def read_siteinfo(path: Path | str) -> dict[str, Any]:
     return info
 
 
-def _progress_bar(total_bytes: int, name: str):
+def progress_bar(total_bytes: int, name: str):
     from tqdm import tqdm
 
     return tqdm(total=total_bytes, unit="B", unit_scale=True, desc=f"parsing {name}", mininterval=0.5)

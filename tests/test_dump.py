@@ -691,6 +691,16 @@ def test_shards_hold_every_page_once_in_order(multistream, shards):
     assert titles == [page.title for page in dump.iter_pages(dump_path)]
 
 
+@pytest.mark.parametrize("reader", [dump.read_multistream_index, dump.read_stream_offsets])
+def test_both_index_readers_name_the_line_that_is_not_an_index_line(tmp_path, multistream, reader):
+    _, index_path, _ = multistream
+    lines = bz2.decompress(index_path.read_bytes()).splitlines(keepends=True)
+    broken = tmp_path / "broken-multistream-index.txt.bz2"
+    broken.write_bytes(bz2.compress(b"".join(lines[:3] + [b"<html>not an index</html>\n"] + lines[3:])))
+    with pytest.raises(dump.DumpError, match=r"broken-multistream-index\.txt\.bz2, line 4: '<html>not an index"):
+        reader(broken)
+
+
 def test_a_corrupt_stream_keeps_what_one_process_keeps(tmp_path, multistream):
     dump_path, index_path, _ = multistream
     offsets = dump.read_stream_offsets(index_path)
