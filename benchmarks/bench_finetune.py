@@ -3,6 +3,8 @@
 Both train distilgpt2's architecture (GPT2LMHeadModel, 6 layers, 768 wide, GPT-2's 50,257-token
 vocabulary) from random weights — the Hub is unreachable on the benchmark machine, and speed does
 not depend on the weights — on chapter 03's real instruction pairs, repeated to fill the run.
+``--architecture smollm2-135m`` trains SmolLM2-135M's architecture instead (the laptop and full
+profiles' model: LlamaForCausalLM, 30 layers, 576 wide, grouped-query attention, 49,152 tokens).
 
 - ``tutorial``: ``padding="max_length"`` to 512, batch 4, fp32, a plain ``Trainer`` with
   ``DataCollatorForLanguageModeling`` (what most fine-tuning tutorials do).
@@ -46,7 +48,10 @@ from helpers.profiles import REPO_ROOT, get_profile  # noqa: E402
 from helpers.prompt import format_training_text  # noqa: E402
 from helpers.tokenizer import train_course_tokenizer  # noqa: E402
 
-DISTILGPT2_CONFIG = REPO_ROOT / "data" / "model_configs" / "distilbert--distilgpt2" / "config.json"
+ARCHITECTURES = {  # --architecture: the config a model is built from, with random weights
+    "distilgpt2": REPO_ROOT / "data" / "model_configs" / "distilbert--distilgpt2" / "config.json",
+    "smollm2-135m": REPO_ROOT / "data" / "model_configs" / "HuggingFaceTB--SmolLM2-135M" / "config.json",
+}
 H200_BF16_DENSE_PEAK = 989.4e12  # FLOP/s, NVIDIA's datasheet (SXM), without sparsity
 
 
@@ -171,25 +176,33 @@ def load_texts(pairs_dir: Path) -> list[dict[str, str]]:
     return [{"instruction": p["instruction"], "response": p["response"]} for p in pairs]
 
 
-def build_tokenizer(pairs: list[dict[str, str]], out_dir: Path):
-    """A byte-level BPE with GPT-2's conventions and vocabulary size, trained on the pairs themselves.
+def architecture_config(architecture: str):
+    from transformers import AutoConfig
 
-    GPT-2's own tokenizer cannot be downloaded on the benchmark machine; this one gives realistic
-    token counts for the same texts (reported as characters per token).
+    return AutoConfig.from_pretrained(ARCHITECTURES[architecture])
+
+
+def build_tokenizer(pairs: list[dict[str, str]], out_dir: Path, vocab_size: int):
+    """A byte-level BPE with GPT-2's conventions and the model's vocabulary size, trained on the pairs themselves.
+
+    The models' own tokenizers cannot be downloaded on the benchmark machine; this one gives
+    realistic token counts for the same texts (reported as characters per token).
     """
     texts = [format_training_text(p["instruction"], p["response"], "<|endoftext|>") for p in pairs]
-    return train_course_tokenizer(texts, out_dir, vocab_size=50_257)
+    return train_course_tokenizer(texts, out_dir, vocab_size=vocab_size)
 
 
-def build_model(vocab_size: int, dtype=torch.float32, dropout: bool = True):
-    from transformers import GPT2Config, GPT2LMHeadModel
+def build_model(architecture: str, vocab_size: int, dtype=torch.float32, dropout: bool = True):
+    from transformers import AutoModelForCausalLM
 
-    config = GPT2Config.from_json_file(str(DISTILGPT2_CONFIG))
+    config = architecture_config(architecture)
     config.vocab_size = max(config.vocab_size, vocab_size)
-    if not dropout:
-        config.resid_pdrop = config.embd_pdrop = config.attn_pdrop = 0.0
+    if not dropout:  # GPT-2's three dropouts; Llama's attention dropout is 0 already
+        for name in ("resid_pdrop", "embd_pdrop", "attn_pdrop", "attention_dropout"):
+            if hasattr(config, name):
+                setattr(config, name, 0.0)
     torch.manual_seed(0)
-    return GPT2LMHeadModel(config).to(dtype)
+    return AutoModelForCausalLM.from_config(config).to(dtype)
 
 
 def flops_per_token(config, lengths: list[int], n_multiplying: int) -> float:
@@ -199,7 +212,7 @@ def flops_per_token(config, lengths: list[int], n_multiplying: int) -> float:
     that is E[L²] / E[L].
     """
     attention_span = sum(n * n for n in lengths) / sum(lengths)
-    return 6 * n_multiplying + 12 * config.n_layer * config.n_embd * attention_span
+    return 6 * n_multiplying + 12 * config.num_hidden_layers * config.hidden_size * attention_span
 
 
 def repeated(pairs: list[dict[str, str]], n: int, seed: int = 0) -> list[dict[str, str]]:
@@ -212,8 +225,8 @@ def repeated(pairs: list[dict[str, str]], n: int, seed: int = 0) -> list[dict[st
 def run_variant(name: str, pairs, tokenizer, args) -> dict[str, Any]:
     from transformers import DataCollatorForLanguageModeling, Trainer, TrainingArguments
 
-    model = build_model(len(tokenizer), dropout=not (name != "tutorial" and args.no_dropout))
-    n_multiplying = sum(p.numel() for n_, p in model.named_parameters() if "wpe" not in n_)
+    model = build_model(args.architecture, len(tokenizer), dropout=not (name != "tutorial" and args.no_dropout))
+    n_multiplying = sum(p.numel() for n_, p in model.named_parameters() if "wpe" not in n_)  # wpe: GPT-2's positions
     out_dir = Path(args.work) / f"{name}-rank{rank()}"
     steps = args.steps + args.warmup
     if name == "tutorial":
@@ -222,7 +235,7 @@ def run_variant(name: str, pairs, tokenizer, args) -> dict[str, Any]:
         import datasets
         from transformers import AutoTokenizer
 
-        tutorial_tokenizer = AutoTokenizer.from_pretrained(Path(args.work) / "tokenizer")
+        tutorial_tokenizer = AutoTokenizer.from_pretrained(Path(args.work) / f"tokenizer-{args.architecture}")
         tutorial_tokenizer.pad_token = tutorial_tokenizer.eos_token
         texts = [format_training_text(p["instruction"], p["response"], tutorial_tokenizer.eos_token) for p in pairs]
         encoded = tutorial_tokenizer(texts, padding="max_length", max_length=512, truncation=True)
@@ -276,6 +289,8 @@ def run_variant(name: str, pairs, tokenizer, args) -> dict[str, Any]:
     flops = real_tokens * flops_per_token(model.config, lengths, n_multiplying)
     return {
         "variant": name,
+        "architecture": args.architecture,
+        "parameters": sum(p.numel() for p in model.parameters()),
         "rank": rank(),
         "world_size": world_size(),
         "precision": precision,
@@ -317,6 +332,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pairs", type=Path, default=REPO_ROOT / "runs" / "tiny" / "03_pairs")
     parser.add_argument("--variants", default="tutorial,course")
+    parser.add_argument("--architecture", choices=sorted(ARCHITECTURES), default="distilgpt2",
+                        help="the model trained, from its config with random weights")
     parser.add_argument("--profile", default="colab", help="the profile whose fine-tuning settings the course variant uses")
     parser.add_argument("--examples", type=int, default=40_000)
     parser.add_argument("--steps", type=int, default=100, help="timed steps per variant")
@@ -355,7 +372,8 @@ def main() -> int:
     args.work.mkdir(parents=True, exist_ok=True)
 
     pairs = load_texts(args.pairs)
-    tokenizer = build_tokenizer(pairs, args.work / "tokenizer")
+    tokenizer = build_tokenizer(pairs, args.work / f"tokenizer-{args.architecture}",
+                                architecture_config(args.architecture).vocab_size)
     sample = [format_training_text(p["instruction"], p["response"], tokenizer.eos_token) for p in pairs]
     chars_per_token = sum(map(len, sample)) / sum(len(tokenizer(t)["input_ids"]) for t in sample)
     data = repeated(pairs, args.examples)
