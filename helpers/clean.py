@@ -17,6 +17,7 @@ import hashlib
 import json
 import re
 import unicodedata
+from array import array
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -454,9 +455,15 @@ class NearDuplicateIndex:
     functions give its MinHash signature; paragraphs that agree on every row of at least one of
     ``bands`` bands become candidates, and a candidate is a near-duplicate only if the exact Jaccard
     similarity of the two shingle sets reaches ``threshold``. Deterministic for a given seed.
+
+    It is the one part of chapter 02's cleaning that grows with the corpus, so it is kept compact:
+    a shingle is stored as its 64-bit hash (8 bytes, in one flat array for every kept paragraph),
+    and each band key as a 64-bit hash in sorted NumPy arrays (a small dict holds the newest keys
+    until they are merged in). Two different shingles share a 64-bit hash about once in 10^19 pairs.
     """
 
     _PRIME = (1 << 31) - 1  # a*x + b stays below 2**63 for 31-bit a, b, x
+    _MERGE_AT = 50_000  # band keys held in the dict before they join the sorted arrays (at least)
 
     def __init__(self, threshold: float, shingle_size: int, num_perm: int, bands: int, seed: int):
         self.threshold, self.shingle_size, self.bands = threshold, shingle_size, bands
@@ -464,9 +471,21 @@ class NearDuplicateIndex:
         rng = np.random.default_rng(seed)
         self._a = rng.integers(1, self._PRIME, size=num_perm, dtype=np.uint64)
         self._b = rng.integers(0, self._PRIME, size=num_perm, dtype=np.uint64)
-        self._buckets: list[dict[bytes, list[int]]] = [{} for _ in range(bands)]
-        self._shingles: list[frozenset[str]] = []
+        self._band_salt = np.arange(bands, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)  # bands never share a key
+        self._keys = np.empty(0, dtype=np.uint64)  # band keys, sorted
+        self._owners = np.empty(0, dtype=np.uint32)  # the paragraph each of those keys belongs to
+        self._recent: dict[int, list[int]] = {}  # band keys not merged yet
+        self._recent_keys = 0
+        self._hashes = np.empty(4096, dtype=np.uint64)  # every kept paragraph's sorted shingle hashes, end to end
+        self._ends = array("Q")  # where each kept paragraph's hashes end in _hashes
         self.labels: list[str] = []
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def nbytes(self) -> int:
+        """Bytes the index's arrays hold (the labels and the unmerged dict aside)."""
+        return self._keys.nbytes + self._owners.nbytes + self._hashes.nbytes + self._ends.itemsize * len(self._ends)
 
     def shingles(self, text: str) -> frozenset[str]:
         words = [word.casefold() for word in _WORD.findall(text)]
@@ -475,34 +494,78 @@ class NearDuplicateIndex:
             return frozenset([" ".join(words)])
         return frozenset(" ".join(words[i : i + n]) for i in range(len(words) - n + 1))
 
-    def _signature(self, shingles: frozenset[str]) -> np.ndarray:
-        hashes = np.array(
-            [int.from_bytes(hashlib.blake2b(s.encode("utf-8"), digest_size=8).digest(), "little") % self._PRIME for s in shingles],
+    def shingle_hashes(self, text: str) -> np.ndarray:
+        """The paragraph's shingles as sorted, distinct 64-bit hashes."""
+        return np.unique(np.fromiter(
+            (int.from_bytes(hashlib.blake2b(s.encode("utf-8"), digest_size=8).digest(), "little")
+             for s in self.shingles(text)),
             dtype=np.uint64,
-        )
-        return ((np.outer(self._a, hashes) + self._b[:, None]) % self._PRIME).min(axis=1)
+        ))
+
+    def _band_keys(self, hashes: np.ndarray) -> np.ndarray:
+        signature = ((np.outer(self._a, hashes % np.uint64(self._PRIME)) + self._b[:, None]) % self._PRIME).min(axis=1)
+        rows = signature.reshape(self.bands, self.rows)
+        keys = self._band_salt.copy()
+        with np.errstate(over="ignore"):  # wrapping multiplication is the hash
+            for row in rows.T:
+                keys = (keys ^ row) * np.uint64(0x100000001B3)
+        return keys
+
+    def _candidates(self, keys: np.ndarray) -> list[int]:
+        found: set[int] = set()
+        left = np.searchsorted(self._keys, keys, side="left")
+        right = np.searchsorted(self._keys, keys, side="right")
+        for start, stop in zip(left.tolist(), right.tolist()):
+            found.update(self._owners[start:stop].tolist())
+        for key in keys.tolist():
+            found.update(self._recent.get(key, ()))
+        return sorted(found)
+
+    def _stored(self, index: int) -> np.ndarray:
+        return self._hashes[self._ends[index - 1] if index else 0 : self._ends[index]]
 
     def query_and_add(self, text: str, label: str) -> tuple[str, float] | None:
         """The label and Jaccard of the most similar earlier paragraph at or above the threshold
         (the paragraph is then not added), or None (and the paragraph is added to the index)."""
-        shingles = self.shingles(text)
-        signature = self._signature(shingles)
-        keys = [signature[i * self.rows : (i + 1) * self.rows].tobytes() for i in range(self.bands)]
-        candidates = sorted({c for band, key in enumerate(keys) for c in self._buckets[band].get(key, ())})
+        hashes = self.shingle_hashes(text)
+        keys = self._band_keys(hashes)
         best: tuple[str, float] | None = None
-        for candidate in candidates:
-            other = self._shingles[candidate]
-            jaccard = len(shingles & other) / len(shingles | other)
+        for candidate in self._candidates(keys):
+            other = self._stored(candidate)
+            shared = len(np.intersect1d(hashes, other, assume_unique=True))
+            jaccard = shared / (len(hashes) + len(other) - shared)
             if jaccard >= self.threshold and (best is None or jaccard > best[1]):
                 best = (self.labels[candidate], jaccard)
         if best is not None:
             return best
-        index = len(self._shingles)
-        self._shingles.append(shingles)
+        index = len(self.labels)
         self.labels.append(label)
-        for band, key in enumerate(keys):
-            self._buckets[band].setdefault(key, []).append(index)
+        start = self._ends[-1] if self._ends else 0
+        if start + len(hashes) > len(self._hashes):  # grow by half: amortized linear copying
+            grown = np.empty(max(start + len(hashes), len(self._hashes) * 3 // 2), dtype=np.uint64)
+            grown[:start] = self._hashes[:start]
+            self._hashes = grown
+        self._hashes[start : start + len(hashes)] = hashes
+        self._ends.append(start + len(hashes))
+        for key in keys.tolist():
+            self._recent.setdefault(key, []).append(index)
+        self._recent_keys += len(keys)
+        # Merging copies the arrays: waiting for a sixteenth of their size keeps the copying linear
+        # in the corpus, and the dict (about 150 bytes a key) under a sixteenth of the keys.
+        if self._recent_keys >= max(self._MERGE_AT, len(self._keys) // 16):
+            self._merge()
         return None
+
+    def _merge(self) -> None:
+        """Move the dict's keys into the sorted arrays."""
+        keys = np.fromiter((key for key, owners in self._recent.items() for _ in owners), dtype=np.uint64,
+                           count=self._recent_keys)
+        owners = np.fromiter((owner for owners in self._recent.values() for owner in owners), dtype=np.uint32,
+                             count=self._recent_keys)
+        keys, owners = np.concatenate([self._keys, keys]), np.concatenate([self._owners, owners])
+        order = np.argsort(keys, kind="stable")
+        self._keys, self._owners = keys[order], owners[order]
+        self._recent, self._recent_keys = {}, 0
 
 
 # --- the pipeline -----------------------------------------------------------------------------

@@ -232,6 +232,45 @@ def test_an_unrelated_paragraph_is_not_a_near_duplicate(cleaned, clean_articles,
     assert result.report.filters["near_duplicate"].paragraphs_removed == 0
 
 
+def _edited(paragraph: str, every: int) -> str:
+    words = paragraph.split(" ")
+    return " ".join("changed" if i % every == every // 2 else word for i, word in enumerate(words))
+
+
+def test_the_compact_index_finds_what_exact_jaccard_over_every_pair_finds(monkeypatch, good_paragraphs):
+    config = clean.CleaningConfig()
+    texts = []
+    for paragraph in good_paragraphs[:80]:  # real paragraphs, each followed by edits above and near the threshold
+        texts += [paragraph, _edited(paragraph, 30), _edited(paragraph, 14)]
+    probe = clean.NearDuplicateIndex(config.near_duplicate_threshold, config.shingle_size, config.num_perm,
+                                     config.lsh_bands, config.seed)
+    shingles = [probe.shingles(text) for text in texts]
+
+    def jaccard(a, b):
+        return len(shingles[a] & shingles[b]) / len(shingles[a] | shingles[b])
+
+    answers = {}
+    for merge_at in (10**9, 40):  # all band keys in the dict; merged into the sorted arrays every 40 or more
+        monkeypatch.setattr(clean.NearDuplicateIndex, "_MERGE_AT", merge_at)
+        index = clean.NearDuplicateIndex(config.near_duplicate_threshold, config.shingle_size, config.num_perm,
+                                         config.lsh_bands, config.seed)
+        answers[merge_at] = [index.query_and_add(text, str(number)) for number, text in enumerate(texts)]
+        if merge_at == 40:
+            assert len(index._keys) > 0 and len(index) == sum(answer is None for answer in answers[merge_at])
+    assert answers[40] == answers[10**9]
+    kept: list[int] = []
+    for number, answer in enumerate(answers[40]):
+        best = max((jaccard(number, k) for k in kept), default=0.0)
+        if answer is None:
+            kept.append(number)
+            assert best < config.near_duplicate_threshold + 0.1  # LSH may miss a pair just over the threshold
+        else:
+            assert answer[1] == pytest.approx(jaccard(number, int(answer[0])), abs=1e-12)
+            assert answer[1] == pytest.approx(best, abs=1e-12) and int(answer[0]) in kept
+            assert answer[1] >= config.near_duplicate_threshold
+    assert sum(answer is not None for answer in answers[40]) >= 80  # at least the light edits
+
+
 def test_markup_residue_is_removed_and_the_words_kept(cleaned, good_paragraphs):
     original = next(p for p in good_paragraphs[8:] if p.endswith(".") and not p.endswith(".."))
     first, _, rest = original[:-1].partition(" ")
