@@ -68,23 +68,31 @@ class CountingCollator:
 
 
 class StepProfiler:
-    """Trainer callback: a torch.profiler trace over a few steps after the warm-up; prints the top kernels."""
+    """Trainer callback: a torch.profiler trace over a few steps after the warm-up; prints the top kernels
+    and how much of those steps' wall time the GPU spent running kernels at all."""
 
     def __init__(self, start: int, steps: int):
         from transformers import TrainerCallback
 
         outer = self
-        self.profiler = None
+        self.profiler, self.started = None, 0.0
 
         class _Callback(TrainerCallback):
             def on_step_end(self, args, state, control, **kwargs):
                 if state.global_step == start:
+                    torch.cuda.synchronize()
                     outer.profiler = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA])
                     outer.profiler.__enter__()
+                    outer.started = time.perf_counter()
                 elif state.global_step == start + steps and outer.profiler is not None:
                     torch.cuda.synchronize()
+                    wall = time.perf_counter() - outer.started
                     outer.profiler.__exit__(None, None, None)
-                    print(outer.profiler.key_averages().table(sort_by="cuda_time_total", row_limit=30, max_name_column_width=70))
+                    averages = outer.profiler.key_averages()
+                    print(averages.table(sort_by="cuda_time_total", row_limit=30, max_name_column_width=70))
+                    busy = sum(event.self_device_time_total for event in averages) / 1e6
+                    print(f"GPU busy {busy * 1e3 / steps:.1f} ms of each {wall * 1e3 / steps:.1f} ms step "
+                          f"({busy / wall:.0%}), over {steps} profiled steps")
 
         self.callback = _Callback()
 
@@ -176,10 +184,15 @@ def load_texts(pairs_dir: Path) -> list[dict[str, str]]:
     return [{"instruction": p["instruction"], "response": p["response"]} for p in pairs]
 
 
-def architecture_config(architecture: str):
-    from transformers import AutoConfig
+def architecture_class(architecture: str):
+    """The model class the config names (GPT2LMHeadModel, LlamaForCausalLM)."""
+    import transformers
 
-    return AutoConfig.from_pretrained(ARCHITECTURES[architecture])
+    return getattr(transformers, json.loads(ARCHITECTURES[architecture].read_text())["architectures"][0])
+
+
+def architecture_config(architecture: str):
+    return architecture_class(architecture).config_class.from_json_file(str(ARCHITECTURES[architecture]))
 
 
 def build_tokenizer(pairs: list[dict[str, str]], out_dir: Path, vocab_size: int):
@@ -193,8 +206,6 @@ def build_tokenizer(pairs: list[dict[str, str]], out_dir: Path, vocab_size: int)
 
 
 def build_model(architecture: str, vocab_size: int, dtype=torch.float32, dropout: bool = True):
-    from transformers import AutoModelForCausalLM
-
     config = architecture_config(architecture)
     config.vocab_size = max(config.vocab_size, vocab_size)
     if not dropout:  # GPT-2's three dropouts; Llama's attention dropout is 0 already
@@ -202,7 +213,7 @@ def build_model(architecture: str, vocab_size: int, dtype=torch.float32, dropout
             if hasattr(config, name):
                 setattr(config, name, 0.0)
     torch.manual_seed(0)
-    return AutoModelForCausalLM.from_config(config).to(dtype)
+    return architecture_class(architecture)(config).to(dtype)
 
 
 def flops_per_token(config, lengths: list[int], n_multiplying: int) -> float:
@@ -228,7 +239,7 @@ def run_variant(name: str, pairs, tokenizer, args) -> dict[str, Any]:
     model = build_model(args.architecture, len(tokenizer), dropout=not (name != "tutorial" and args.no_dropout))
     n_multiplying = sum(p.numel() for n_, p in model.named_parameters() if "wpe" not in n_)  # wpe: GPT-2's positions
     out_dir = Path(args.work) / f"{name}-rank{rank()}"
-    steps = args.steps + args.warmup
+    steps = args.steps + args.warmup  # the timed window ends here; a profile takes the steps after it
     if name == "tutorial":
         # What most tutorials do: a pad token borrowed from eos, every example padded to 512, the
         # labels a copy of the inputs (the collator masks pads), fp32, batch 4, the default optimizer.
@@ -244,7 +255,7 @@ def run_variant(name: str, pairs, tokenizer, args) -> dict[str, Any]:
         timer = StepTimer(args.warmup, steps, lambda state: collator.real_tokens)
         lengths = [sum(mask) for mask in encoded["attention_mask"]]
         training_args = TrainingArguments(
-            output_dir=str(out_dir), per_device_train_batch_size=4, max_steps=steps, learning_rate=5e-5,
+            output_dir=str(out_dir), per_device_train_batch_size=4, max_steps=steps + args.profile_steps, learning_rate=5e-5,
             save_strategy="no", report_to="none", logging_steps=10**9, disable_tqdm=True,
         )
         precision = "fp32"
@@ -262,18 +273,19 @@ def run_variant(name: str, pairs, tokenizer, args) -> dict[str, Any]:
         params |= {"finetune_batch_size": args.batch_size, "finetune_torch_compile": args.compile and not args.fused_loss}
         if args.compile and args.fused_loss:
             body = getattr(model, model.base_model_prefix)
-            setattr(model, model.base_model_prefix, torch.compile(body))
+            setattr(model, model.base_model_prefix, torch.compile(body, mode=args.compile_mode))
         training_args = finetune.training_arguments(
             params, out_dir, learning_rate=params["finetune_learning_rate"], precision=precision,
-            max_steps=steps, eval_strategy="no", save_strategy="no", load_best_model_at_end=False,
+            max_steps=steps + args.profile_steps, eval_strategy="no", save_strategy="no", load_best_model_at_end=False,
             logging_steps=10**9, disable_tqdm=True,
             **({} if args.workers is None else {"dataloader_num_workers": args.workers}),
+            **({"torch_compile_mode": args.compile_mode} if args.compile_mode and not args.fused_loss else {}),
         )
     trainer_class = Trainer if name == "tutorial" else (fused_loss_trainer(args.fused_loss) if args.fused_loss
                                                          else finetune.CourseTrainer)
     callbacks = [timer.callback]
     if args.profile_steps:
-        callbacks.append(StepProfiler(args.warmup, args.profile_steps).callback)
+        callbacks.append(StepProfiler(steps, args.profile_steps).callback)
     trainer = trainer_class(model=model, args=training_args, train_dataset=data, data_collator=collator,
                             callbacks=callbacks)
     on_gpu = torch.cuda.is_available()
@@ -300,6 +312,7 @@ def run_variant(name: str, pairs, tokenizer, args) -> dict[str, Any]:
         "fused_loss": args.fused_loss if name != "tutorial" else None,
         "buckets": args.buckets if name != "tutorial" else "",
         "static_shapes": bool(args.static_shapes),
+        "compile_mode": args.compile_mode or "default",
         "attention_mask": name == "tutorial",
         "timed_steps": args.steps,
         "seconds": round(seconds, 3),
@@ -352,6 +365,8 @@ def main() -> int:
                                                        "e.g. 64,128,192,256,384,512 (few shapes for torch.compile)")
     parser.add_argument("--static-shapes", action="store_true",
                         help="with --compile: one static graph per shape instead of dynamic shapes")
+    parser.add_argument("--compile-mode", default=None, choices=["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"],
+                        help="torch.compile's mode (reduce-overhead: CUDA graphs, worth it with --buckets --static-shapes)")
     parser.add_argument("--label", default="", help="a name for this configuration in the output")
     parser.add_argument("--work", type=Path, default=Path("/tmp/bench_finetune"))
     parser.add_argument("--smoke-cpu", action="store_true", help="run a few steps on the CPU to check the script")
@@ -369,6 +384,12 @@ def main() -> int:
     if args.static_shapes:
         torch._dynamo.config.automatic_dynamic_shapes = False  # a graph per bucket, each with fixed shapes
         torch._dynamo.config.cache_size_limit = 64
+    if args.examples < (args.steps + args.warmup + args.profile_steps + 1) * args.batch_size * world_size():
+        # An epoch ends in a smaller batch: a new shape, and torch.compile compiles again inside the
+        # timed steps (this once turned 480k tokens/s into 36k).
+        parser.error(f"--examples {args.examples} is less than one epoch of the {args.steps + args.warmup} steps "
+                     f"at batch {args.batch_size} x {world_size()} GPUs: the timed steps would include the epoch's "
+                     "last, smaller batch")
     args.work.mkdir(parents=True, exist_ok=True)
 
     pairs = load_texts(args.pairs)
