@@ -98,12 +98,13 @@ class StepProfiler:
 
 
 class StepTimer:
-    """Trainer callback: host time and real tokens at the end of the warm-up and of the run.
+    """Trainer callback: host time, real tokens and compiled graphs at the end of the warm-up and of the run.
 
     The GPU is synchronized at those two steps only: a synchronization at every step would leave the
     GPU idle while the host prepares the next batch, which is not how training runs. Real tokens
     come from ``count()``: the Trainer state's count (``CourseTrainer`` counts on the main process,
-    so DataLoader workers may build the batches) or a counting collator.
+    so DataLoader workers may build the batches) or a counting collator. A graph compiled between
+    the two (a new batch shape) puts seconds of compilation into the timed steps: the record says so.
     """
 
     def __init__(self, warmup: int, last: int, count):
@@ -119,8 +120,16 @@ class StepTimer:
                     torch.cuda.synchronize()
                 outer.times.append(time.perf_counter())
                 outer.tokens.append(count(state))
+                outer.graphs.append(compiled_graphs())
 
-        self.callback, self.times, self.tokens = _Callback(), [], []
+        self.callback, self.times, self.tokens, self.graphs = _Callback(), [], [], []
+
+
+def compiled_graphs() -> int:
+    """Graphs torch.compile has compiled so far in this process."""
+    from torch._dynamo.utils import counters
+
+    return int(counters["stats"]["unique_graphs"])
 
 
 class BucketCollator:
@@ -315,6 +324,7 @@ def run_variant(name: str, pairs, tokenizer, args) -> dict[str, Any]:
         "compile_mode": args.compile_mode or "default",
         "attention_mask": name == "tutorial",
         "timed_steps": args.steps,
+        "graphs_compiled_while_timed": timer.graphs[-1] - timer.graphs[0],  # > 0: compilation inside the timing
         "seconds": round(seconds, 3),
         "wall_seconds_with_warmup": round(wall, 2),
         "real_tokens": real_tokens,
@@ -420,7 +430,9 @@ def main() -> int:
         for r in results:
             print(f"{args.label:24s} {r['variant']:9s} {r['precision']:5s} {r['batch_size']:5d} {r['world_size']:4d} "
                   f"{r['real_tokens_per_s'] * r['world_size']:16,.0f} {r['model_tflops_per_s']:11.1f} "
-                  f"{r['mfu_datasheet']:6.1%} {r['peak_memory_gib']:8.2f}")
+                  f"{r['mfu_datasheet']:6.1%} {r['peak_memory_gib']:8.2f}"
+                  + (f"  ({r['graphs_compiled_while_timed']} graphs compiled in the timed steps: not a steady state)"
+                     if r["graphs_compiled_while_timed"] else ""))
     return 0
 
 
