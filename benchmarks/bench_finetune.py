@@ -132,24 +132,6 @@ def compiled_graphs() -> int:
     return int(counters["stats"]["unique_graphs"])
 
 
-class BucketCollator:
-    """Pads a collated batch further, to the next of a few fixed lengths (``-100`` labels, mask 0)."""
-
-    def __init__(self, inner, buckets: list[int], pad_id: int):
-        self.inner, self.buckets, self.pad_id = inner, sorted(buckets), pad_id
-
-    def __call__(self, features):
-        batch = self.inner(features)
-        length = batch["input_ids"].shape[1]
-        target = next((b for b in self.buckets if b >= length), length)
-        if target > length:
-            extra = target - length
-            batch["input_ids"] = torch.nn.functional.pad(batch["input_ids"], (0, extra), value=self.pad_id)
-            batch["labels"] = torch.nn.functional.pad(batch["labels"], (0, extra), value=finetune.IGNORE_INDEX)
-            batch["attention_mask"] = torch.nn.functional.pad(batch["attention_mask"], (0, extra), value=0)
-        return batch
-
-
 def fused_loss_trainer(kind: str):
     """CourseTrainer whose loss is the output layer and cross-entropy in one fused kernel."""
     if kind == "cce":
@@ -272,10 +254,14 @@ def run_variant(name: str, pairs, tokenizer, args) -> dict[str, Any]:
         params = get_profile(args.profile)
         max_length = finetune.context_length(model, params["finetune_max_length"])
         data = finetune.tokenize_pairs(pairs, tokenizer, max_length=max_length, truncate=True)
-        collator = finetune.RightPaddingCollator(finetune.pad_token_id(tokenizer), pad_to_multiple_of=8)
-        if args.buckets:
-            collator = BucketCollator(collator, [int(b) for b in args.buckets.split(",")], finetune.pad_token_id(tokenizer))
-        timer = StepTimer(args.warmup, steps, lambda state: state.num_input_tokens_seen)
+        collator = finetune.RightPaddingCollator(
+            finetune.pad_token_id(tokenizer), pad_to_multiple_of=8,
+            pad_to_lengths=tuple(int(b) for b in args.buckets.split(",")) if args.buckets else None,
+        )
+        # CourseTrainer's count covers every process once they add it up (a collective, at the same
+        # step on each): per process, as the tutorial's counting collator gives it.
+        timer = StepTimer(args.warmup, steps, lambda state: (trainer.add_up_tokens(), state.num_input_tokens_seen)[1]
+                          // world_size())
         lengths = list(data["length"])
         precision = args.precision or finetune.choose_precision()
         # A fused loss bypasses the model's forward: the body alone is compiled, below.

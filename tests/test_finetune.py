@@ -125,12 +125,15 @@ def test_context_length_is_capped_by_the_model_positions(course_tokenizer):
 @pytest.mark.parametrize("arch", ["gpt2", "llama"])
 @pytest.mark.parametrize("attn", ["sdpa", "eager"])
 @pytest.mark.parametrize("with_mask", [True, False], ids=["mask", "no-mask"])
-def test_each_example_in_a_padded_batch_has_its_loss_run_alone(arch, attn, with_mask, request, train_data, course_tokenizer):
+@pytest.mark.parametrize("lengths", [None, (64, 128, 256, 512)], ids=["longest", "buckets"])
+def test_each_example_in_a_padded_batch_has_its_loss_run_alone(arch, attn, with_mask, lengths, request, train_data,
+                                                               course_tokenizer):
     # CourseTrainer trains without the attention mask (the flash kernel's path on a GPU): right padding
-    # and causal attention must keep every example's loss exactly its loss alone, with or without it.
+    # and causal attention must keep every example's loss exactly its loss alone, with or without it,
+    # padded to the longest example or further, to the next of a few fixed lengths (static shapes).
     model = request.getfixturevalue(arch)
     model.config._attn_implementation = attn
-    collator = ft.RightPaddingCollator(ft.pad_token_id(course_tokenizer))
+    collator = ft.RightPaddingCollator(ft.pad_token_id(course_tokenizer), pad_to_lengths=lengths)
 
     def collate(examples):
         batch = collator(examples)
@@ -140,6 +143,8 @@ def test_each_example_in_a_padded_batch_has_its_loss_run_alone(arch, attn, with_
     picked = [train_data[i] for i in by_length[:: max(1, len(by_length) // 6)][:6]]  # short to long
     pads = collator(picked)["attention_mask"] == 0
     assert pads.any(), "the batch must hold padding for this test to mean anything"
+    if lengths:  # padded to a fixed length, beyond the longest example
+        assert collator(picked)["input_ids"].shape[1] in lengths and pads.all(dim=0).any()
     batch = collate(picked)
     assert (batch["labels"][pads] == ft.IGNORE_INDEX).all()
     in_batch = ft.example_losses(model, batch)
@@ -554,6 +559,44 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path, pair_splits, co
     assert sorted(lr_resumed) == sorted(lr_full) and all(lr_resumed[s] == pytest.approx(lr_full[s]) for s in lr_full)
     eval_full, eval_resumed = by_step(full_run.log_history, "eval_loss"), by_step(resumed.log_history, "eval_loss")
     assert eval_resumed[max(eval_resumed)] == pytest.approx(eval_full[max(eval_full)], rel=1e-4)
+
+
+def test_fixed_lengths_pad_to_the_first_that_holds_the_batch(train_data, course_tokenizer):
+    collator = ft.RightPaddingCollator(ft.pad_token_id(course_tokenizer), pad_to_lengths=(64, 128))
+    by_length = sorted(train_data, key=lambda example: example["length"])
+    short = [example for example in by_length if example["length"] <= 64][-2:]
+    middle = [example for example in by_length if 64 < example["length"] <= 128][-2:]
+    long = [example for example in by_length if example["length"] > 128][:2]
+    assert short and middle and long
+    assert collator(short)["input_ids"].shape[1] == 64 and collator(middle)["input_ids"].shape[1] == 128
+    assert collator(long)["input_ids"].shape[1] == max(example["length"] for example in long)  # beyond the last
+
+
+def test_data_parallel_training_on_two_processes_matches_one(tmp_path, train_data, course_tokenizer):
+    # The same global batch (16 examples: the whole dataset at every step) on one process, and split
+    # 8 + 8 over two processes under torchrun (gloo on CPUs, NCCL on GPUs): the Trainer averages the
+    # loss over the tokens of all processes, so the losses, the weights and the token count must match.
+    model = models.build_tiny_gpt2(course_tokenizer, SMALL_GPT2 | {"resid_pdrop": 0.0, "embd_pdrop": 0.0, "attn_pdrop": 0.0})
+    model.save_pretrained(tmp_path / "model")
+    course_tokenizer.save_pretrained(tmp_path / "tokenizer")
+    data = train_data.select(range(16))
+    data.save_to_disk(str(tmp_path / "data"))
+    script = REPO_ROOT / "tests" / "ddp_train.py"
+    env = os.environ | {"OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    runs = {
+        "one": [sys.executable, str(script), str(tmp_path), "16", str(tmp_path / "one.json")],
+        "two": [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                str(script), str(tmp_path), "8", str(tmp_path / "two.json")],
+    }
+    for name, command in runs.items():
+        done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+        assert done.returncode == 0, f"{name}: {done.stderr[-3000:]}"
+    one, two = (json.loads((tmp_path / f"{name}.json").read_text()) for name in runs)
+    assert (one["world_size"], two["world_size"]) == (1, 2)
+    assert len(one["losses"]) == len(two["losses"]) == 4 and one["losses"][-1] < one["losses"][0]  # it trained
+    assert two["losses"] == pytest.approx(one["losses"], rel=1e-4)
+    assert two["tokens"] == one["tokens"] == 4 * sum(data["length"])  # every process's tokens, every step
+    assert two["weights"] == pytest.approx(one["weights"], rel=1e-4, abs=1e-6)
 
 
 def test_course_trainer_counts_every_real_token_and_trains_without_the_mask(tmp_path, train_data, course_tokenizer, gpt2):
