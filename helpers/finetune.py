@@ -30,6 +30,7 @@ import contextlib
 import copy
 import json
 import math
+import os
 import re
 import shutil
 import time
@@ -541,6 +542,10 @@ def training_arguments(
         torch_compile=params["finetune_torch_compile"] and on_gpu,
         max_steps=params["finetune_max_steps"] or -1,  # -1: the epochs decide
     )
+    if not on_gpu and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        # Several processes without a GPU (torchrun on CPUs, as the tests do) train as one, over gloo,
+        # only when told to use the CPU; without it each would train alone and save the same files.
+        settings["use_cpu"] = True
     return TrainingArguments(**(settings | overrides))
 
 
@@ -682,7 +687,7 @@ def finetune(
     method: str | None = None,
     resume: bool | None = None,
     callbacks: Sequence[TrainerCallback] = (),
-) -> FinetuneResult:
+) -> FinetuneResult | None:
     """Fine-tune the profile's base model on chapter 03's pairs and save it to ``run/05_finetune/model``.
 
     The reference for what chapter 05 writes out cell by cell (the tests run this one). Reads
@@ -695,6 +700,9 @@ def finetune(
     Validation loss and perplexity are measured before and after, on the whole validation split;
     the saved model is the best one (lowest evaluation loss), merged if LoRA, with its tokenizer,
     ``generation_config.json`` (the "factual" preset) and ``prompt_template.json``.
+
+    On several GPUs (``torchrun --nproc_per_node N -m helpers.finetune ...``) every process trains
+    its share of each batch; the first one measures, saves and returns the result, the others ``None``.
     """
     method = method or params["finetune_method"]
     if method not in METHODS:
@@ -747,6 +755,8 @@ def finetune(
     started = time.perf_counter()
     trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     train_seconds = time.perf_counter() - started
+    if not trainer.is_world_process_zero():
+        return None  # under torchrun, the first process measures and saves; the others only trained
 
     # The best checkpoint's weights (load_best_model_at_end), LoRA merged in and checked on validation pairs.
     final, merge_difference = merge_lora_checked(trainer.model, merge_probe(data["validation"], collator))
@@ -1005,3 +1015,34 @@ def plot_loss_curves(log_history: Sequence[dict[str, Any]], *, before: float | N
     ax.grid(True, alpha=0.3)
     ax.legend()
     return ax
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m helpers.finetune --profile full --run-dir runs/full``: chapter 05's training as a script.
+
+    The script to launch on several GPUs, where a notebook cannot go:
+    ``torchrun --nproc_per_node 2 -m helpers.finetune --profile full --run-dir runs/full``.
+    """
+    import argparse
+
+    from helpers.course import parse_overrides
+    from helpers.profiles import get_profile
+
+    parser = argparse.ArgumentParser(prog="python -m helpers.finetune", description=main.__doc__.split("\n")[0])
+    parser.add_argument("--profile", required=True, help="tiny, laptop, colab or full")
+    parser.add_argument("--run-dir", type=Path, required=True, help="the run folder chapters 03 and 04 filled")
+    parser.add_argument("--method", choices=METHODS, help="default: the profile's finetune_method")
+    parser.add_argument("--resume", action="store_true", help="continue from the last complete checkpoint")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="replace a profile value, e.g. --set finetune_batch_size=64")
+    args = parser.parse_args(argv)
+    params = get_profile(args.profile, parse_overrides(args.overrides))
+    result = finetune(params, args.run_dir, method=args.method, resume=args.resume or None)
+    if result is not None:
+        print(json.dumps({key: result.metrics[key] for key in ("train_seconds", "tokens_trained") if key in result.metrics}))
+        print(f"saved {result.model_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -15,7 +15,6 @@ import sys
 from pathlib import Path
 
 import datasets
-import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -32,9 +31,7 @@ def main(folder: Path, batch_size: int, out: Path) -> None:
                                     "finetune_logging_steps": 1, "finetune_warmup_ratio": 0.0}
     args = ft.training_arguments(params, folder / f"checkpoints-{out.stem}", learning_rate=3e-3, precision="fp32",
                                  eval_strategy="no", save_strategy="no", load_best_model_at_end=False,
-                                 disable_tqdm=True,
-                                 # Several processes on CPUs (gloo) only when asked: on GPUs, NCCL needs nothing
-                                 use_cpu=not torch.cuda.is_available())
+                                 disable_tqdm=True)
     trainer = ft.CourseTrainer(model=model, args=args, train_dataset=data,
                                data_collator=ft.RightPaddingCollator(ft.pad_token_id(tokenizer)))
     trainer.train()

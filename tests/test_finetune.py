@@ -599,6 +599,28 @@ def test_data_parallel_training_on_two_processes_matches_one(tmp_path, train_dat
     assert two["weights"] == pytest.approx(one["weights"], rel=1e-4, abs=1e-6)
 
 
+def test_the_script_trains_on_two_processes_and_the_first_saves(tmp_path, pair_splits, course_tokenizer):
+    # What a learner with two GPUs launches (chapter 05): torchrun and the course's own script, here on
+    # two CPU processes. Without dropout: on CPUs dropout draws from the same random generator as the
+    # length-grouped sampler, so processes with different batches would shuffle the next epoch
+    # differently (on GPUs dropout has its own generator).
+    base = models.build_tiny_gpt2(course_tokenizer, SMALL_GPT2 | {"resid_pdrop": 0.0, "embd_pdrop": 0.0, "attn_pdrop": 0.0})
+    run_dir = _make_run(tmp_path / "run", pair_splits, course_tokenizer, base=base)
+    settings = {key: value for key, value in _params().items() if key.startswith("finetune_")} | {"finetune_batch_size": 4}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               "-m", "helpers.finetune", "--profile", "tiny", "--run-dir", str(run_dir),
+               *[f"--set={key}={json.dumps(value)}" for key, value in settings.items()]]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=REPO_ROOT, timeout=900,
+                          env=os.environ | {"OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("saved ") == 1  # the first process only
+    metrics = json.loads((run_dir / "05_finetune" / "model" / "finetune_metrics.json").read_text())
+    train = ft.tokenize_pairs(pair_splits["train"][:48], course_tokenizer, max_length=512)
+    assert metrics["tokens_trained"] == 2 * sum(train["length"])  # two epochs: every example of both processes, once
+    assert metrics["global_step"] == 2 * 48 // 8  # 2 processes x 4 examples a step
+    assert metrics["val_loss_after"] < metrics["val_loss_before"]
+
+
 def test_course_trainer_counts_every_real_token_and_trains_without_the_mask(tmp_path, train_data, course_tokenizer, gpt2):
     gpt2 = copy.deepcopy(gpt2)  # trained here: the shared fixture stays as it was
     seen_masks = []
