@@ -457,13 +457,16 @@ class NearDuplicateIndex:
     similarity of the two shingle sets reaches ``threshold``. Deterministic for a given seed.
 
     It is the one part of chapter 02's cleaning that grows with the corpus, so it is kept compact:
-    a shingle is stored as its 64-bit hash (8 bytes, in one flat array for every kept paragraph),
-    and each band key as a 64-bit hash in sorted NumPy arrays (a small dict holds the newest keys
-    until they are merged in). Two different shingles share a 64-bit hash about once in 10^19 pairs.
+    a shingle is stored as its 64-bit hash (8 bytes), in fixed-size NumPy chunks that are never
+    copied as they fill; each band key as a 64-bit hash, in sorted runs of at most ``_MAX_RUN`` keys
+    (a small dict holds the newest keys until they make a run), so growing never needs a second copy
+    of the whole index. Two different shingles share a 64-bit hash about once in 10^19 pairs.
     """
 
     _PRIME = (1 << 31) - 1  # a*x + b stays below 2**63 for 31-bit a, b, x
-    _MERGE_AT = 50_000  # band keys held in the dict before they join the sorted arrays (at least)
+    _MERGE_AT = 100_000  # band keys held in the dict (about 150 bytes each) before they make a sorted run
+    _MAX_RUN = 4_000_000  # keys in a run at most (48 MB): merging two runs never copies more
+    _CHUNK = 1 << 20  # shingle hashes per chunk (8 MB)
 
     def __init__(self, threshold: float, shingle_size: int, num_perm: int, bands: int, seed: int):
         self.threshold, self.shingle_size, self.bands = threshold, shingle_size, bands
@@ -472,20 +475,22 @@ class NearDuplicateIndex:
         self._a = rng.integers(1, self._PRIME, size=num_perm, dtype=np.uint64)
         self._b = rng.integers(0, self._PRIME, size=num_perm, dtype=np.uint64)
         self._band_salt = np.arange(bands, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)  # bands never share a key
-        self._keys = np.empty(0, dtype=np.uint64)  # band keys, sorted
-        self._owners = np.empty(0, dtype=np.uint32)  # the paragraph each of those keys belongs to
-        self._recent: dict[int, list[int]] = {}  # band keys not merged yet
+        self._runs: list[tuple[np.ndarray, np.ndarray]] = []  # (band keys sorted, the paragraph of each key)
+        self._recent: dict[int, list[int]] = {}  # band keys not in a run yet
         self._recent_keys = 0
-        self._hashes = np.empty(4096, dtype=np.uint64)  # every kept paragraph's sorted shingle hashes, end to end
-        self._ends = array("Q")  # where each kept paragraph's hashes end in _hashes
+        self._chunks: list[np.ndarray] = []  # every kept paragraph's sorted shingle hashes, chunk after chunk
+        self._used = 0  # hashes written in the last chunk
+        self._chunk_of = array("I")  # each kept paragraph's chunk
+        self._ends = array("Q")  # and where its hashes end in that chunk
         self.labels: list[str] = []
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def nbytes(self) -> int:
-        """Bytes the index's arrays hold (the labels and the unmerged dict aside)."""
-        return self._keys.nbytes + self._owners.nbytes + self._hashes.nbytes + self._ends.itemsize * len(self._ends)
+        """Bytes the index's arrays hold (the labels and the dict of newest keys aside)."""
+        return (sum(keys.nbytes + owners.nbytes for keys, owners in self._runs) + sum(c.nbytes for c in self._chunks)
+                + self._chunk_of.itemsize * len(self._chunk_of) + self._ends.itemsize * len(self._ends))
 
     def shingles(self, text: str) -> frozenset[str]:
         words = [word.casefold() for word in _WORD.findall(text)]
@@ -513,16 +518,20 @@ class NearDuplicateIndex:
 
     def _candidates(self, keys: np.ndarray) -> list[int]:
         found: set[int] = set()
-        left = np.searchsorted(self._keys, keys, side="left")
-        right = np.searchsorted(self._keys, keys, side="right")
-        for start, stop in zip(left.tolist(), right.tolist()):
-            found.update(self._owners[start:stop].tolist())
+        for run_keys, run_owners in self._runs:
+            left = np.searchsorted(run_keys, keys, side="left")
+            right = np.searchsorted(run_keys, keys, side="right")
+            for start, stop in zip(left.tolist(), right.tolist()):
+                if stop > start:
+                    found.update(run_owners[start:stop].tolist())
         for key in keys.tolist():
             found.update(self._recent.get(key, ()))
         return sorted(found)
 
     def _stored(self, index: int) -> np.ndarray:
-        return self._hashes[self._ends[index - 1] if index else 0 : self._ends[index]]
+        chunk, end = self._chunk_of[index], self._ends[index]
+        start = self._ends[index - 1] if index and self._chunk_of[index - 1] == chunk else 0
+        return self._chunks[chunk][start:end]
 
     def query_and_add(self, text: str, label: str) -> tuple[str, float] | None:
         """The label and Jaccard of the most similar earlier paragraph at or above the threshold
@@ -540,32 +549,39 @@ class NearDuplicateIndex:
             return best
         index = len(self.labels)
         self.labels.append(label)
-        start = self._ends[-1] if self._ends else 0
-        if start + len(hashes) > len(self._hashes):  # grow by half: amortized linear copying
-            grown = np.empty(max(start + len(hashes), len(self._hashes) * 3 // 2), dtype=np.uint64)
-            grown[:start] = self._hashes[:start]
-            self._hashes = grown
-        self._hashes[start : start + len(hashes)] = hashes
-        self._ends.append(start + len(hashes))
+        self._store(hashes)
         for key in keys.tolist():
             self._recent.setdefault(key, []).append(index)
         self._recent_keys += len(keys)
-        # Merging copies the arrays: waiting for a sixteenth of their size keeps the copying linear
-        # in the corpus, and the dict (about 150 bytes a key) under a sixteenth of the keys.
-        if self._recent_keys >= max(self._MERGE_AT, len(self._keys) // 16):
-            self._merge()
+        if self._recent_keys >= self._MERGE_AT:
+            self._flush()
         return None
 
-    def _merge(self) -> None:
-        """Move the dict's keys into the sorted arrays."""
+    def _store(self, hashes: np.ndarray) -> None:
+        if not self._chunks or self._used + len(hashes) > len(self._chunks[-1]):
+            self._chunks.append(np.empty(max(self._CHUNK, len(hashes)), dtype=np.uint64))
+            self._used = 0
+        self._chunks[-1][self._used : self._used + len(hashes)] = hashes
+        self._used += len(hashes)
+        self._chunk_of.append(len(self._chunks) - 1)
+        self._ends.append(self._used)
+
+    def _flush(self) -> None:
+        """The dict's keys become a sorted run; the last runs merge while they are the same size and fit a run."""
         keys = np.fromiter((key for key, owners in self._recent.items() for _ in owners), dtype=np.uint64,
                            count=self._recent_keys)
         owners = np.fromiter((owner for owners in self._recent.values() for owner in owners), dtype=np.uint32,
                              count=self._recent_keys)
-        keys, owners = np.concatenate([self._keys, keys]), np.concatenate([self._owners, owners])
         order = np.argsort(keys, kind="stable")
-        self._keys, self._owners = keys[order], owners[order]
+        self._runs.append((keys[order], owners[order]))
         self._recent, self._recent_keys = {}, 0
+        # Like a binary counter: runs double in size, so each key is copied about log2(_MAX_RUN / _MERGE_AT) times.
+        while (len(self._runs) > 1 and len(self._runs[-2][0]) <= len(self._runs[-1][0])
+               and len(self._runs[-2][0]) + len(self._runs[-1][0]) <= self._MAX_RUN):
+            (keys_a, owners_a), (keys_b, owners_b) = self._runs.pop(-2), self._runs.pop()
+            keys, owners = np.concatenate([keys_a, keys_b]), np.concatenate([owners_a, owners_b])
+            order = np.argsort(keys, kind="stable")
+            self._runs.append((keys[order], owners[order]))
 
 
 # --- the pipeline -----------------------------------------------------------------------------

@@ -250,13 +250,19 @@ def test_the_compact_index_finds_what_exact_jaccard_over_every_pair_finds(monkey
         return len(shingles[a] & shingles[b]) / len(shingles[a] | shingles[b])
 
     answers = {}
-    for merge_at in (10**9, 40):  # all band keys in the dict; merged into the sorted arrays every 40 or more
+    # All band keys in the dict and the hashes in one chunk; then sorted runs from every 40 keys, merged
+    # up to 400, and chunks of 500 hashes (a few paragraphs each): the same answers either way.
+    for merge_at, max_run, chunk in ((10**9, 10**9, 10**7), (40, 400, 500)):
         monkeypatch.setattr(clean.NearDuplicateIndex, "_MERGE_AT", merge_at)
+        monkeypatch.setattr(clean.NearDuplicateIndex, "_MAX_RUN", max_run)
+        monkeypatch.setattr(clean.NearDuplicateIndex, "_CHUNK", chunk)
         index = clean.NearDuplicateIndex(config.near_duplicate_threshold, config.shingle_size, config.num_perm,
                                          config.lsh_bands, config.seed)
         answers[merge_at] = [index.query_and_add(text, str(number)) for number, text in enumerate(texts)]
         if merge_at == 40:
-            assert len(index._keys) > 0 and len(index) == sum(answer is None for answer in answers[merge_at])
+            assert len(index) == sum(answer is None for answer in answers[merge_at])
+            assert len(index._runs) > 3 and max(len(keys) for keys, _ in index._runs) <= 400
+            assert len(index._chunks) > 10
     assert answers[40] == answers[10**9]
     kept: list[int] = []
     for number, answer in enumerate(answers[40]):
