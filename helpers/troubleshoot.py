@@ -666,7 +666,7 @@ def diagnose_webgpu(worker_source: str, *, navigator_gpu: bool, adapter: bool = 
     message = f"the page chooses {backend}: {why}" + ("" if has_fallback else "; worker.js has NO WASM fallback")
     return Diagnosis("no WebGPU", backend != "webgpu" or not has_fallback, message,
                      "nothing to fix when the fallback exists: WASM is slower (CPU), not broken; enable WebGPU "
-                     "(chrome://gpu). On WASM, q8 is the 4x smaller download, but on the course's machine it did not "
+                     "(chrome://gpu). On WASM, q8 is a 2.5 to 4 times smaller download, but on the course's machine it did not "
                      "decode faster than fp32 (benchmarks/README.md, chapter 07)",
                      {"backend": backend, "fallback_in_worker": has_fallback})
 
