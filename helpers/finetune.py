@@ -26,6 +26,7 @@ runs them all in one call, the reference the tests exercise (resuming, early sto
 """
 from __future__ import annotations
 
+import argparse
 import contextlib
 import copy
 import json
@@ -55,9 +56,10 @@ from transformers import (
 
 from helpers import prompt as course_prompt
 from helpers.colab import choose_precision  # its owner; chapter 05 calls it as ft.choose_precision
-from helpers.course import chapter_dir, output_path
+from helpers.course import chapter_dir, output_path, parse_overrides
 from helpers.models import LORA_TARGETS, load_base_model, save_pretrained_atomically
 from helpers.pairs import load_pairs
+from helpers.profiles import get_profile
 from helpers.prompt import STOP_STRINGS, write_template
 
 if TYPE_CHECKING:
@@ -701,8 +703,9 @@ def finetune(
     the saved model is the best one (lowest evaluation loss), merged if LoRA, with its tokenizer,
     ``generation_config.json`` (the "factual" preset) and ``prompt_template.json``.
 
-    On several GPUs (``torchrun --nproc_per_node N -m helpers.finetune ...``) every process trains
-    its share of each batch; the first one measures, saves and returns the result, the others ``None``.
+    On several GPUs (``torchrun --nproc_per_node N -m helpers.finetune ...``) every process trains on
+    batches of its own, their gradients averaged at each step; the first one measures, saves and
+    returns the result, the others ``None``.
     """
     method = method or params["finetune_method"]
     if method not in METHODS:
@@ -1020,14 +1023,10 @@ def plot_loss_curves(log_history: Sequence[dict[str, Any]], *, before: float | N
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m helpers.finetune --profile full --run-dir runs/full``: chapter 05's training as a script.
 
-    The script to launch on several GPUs, where a notebook cannot go:
-    ``torchrun --nproc_per_node 2 -m helpers.finetune --profile full --run-dir runs/full``.
+    The script to launch on several GPUs, where a notebook cannot go (compiling off: compiled
+    training on two GPUs measured slower than on one, benchmarks/README.md):
+    ``torchrun --nproc_per_node 2 -m helpers.finetune --profile full --run-dir runs/full --set finetune_torch_compile=false``.
     """
-    import argparse
-
-    from helpers.course import parse_overrides
-    from helpers.profiles import get_profile
-
     parser = argparse.ArgumentParser(prog="python -m helpers.finetune", description=main.__doc__.split("\n")[0])
     parser.add_argument("--profile", required=True, help="tiny, laptop, colab or full")
     parser.add_argument("--run-dir", type=Path, required=True, help="the run folder chapters 03 and 04 filled")
