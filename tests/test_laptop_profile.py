@@ -1,7 +1,7 @@
 """The laptop profile's real-model path, run in CI so that it cannot rot: chapters 01-07 with
 SmolLM2-135M-Instruct (its offline stand-in here: the Hub is unreachable), on a small slice.
 
-The slice changes values only (``overrides``): four LoRA steps, short generations, few export
+The slice changes values only (``overrides``): four LoRA steps of four pairs, short generations, few export
 checks. Everything else is the profile's own code path: the chat template, LoRA on every linear
 layer, the merge check, the test-split evaluation, the export of the Llama architecture in four
 dtypes, and the page answering in a headless Chromium exactly as onnxruntime does in Python.
@@ -17,6 +17,7 @@ from helpers import course, deploy, export, hub
 
 SLICE = {
     "finetune_max_steps": 4,
+    "finetune_grad_accumulation": 2,  # 4 pairs a step: half the profile's, and half the time
     "finetune_eval_steps": 2,
     "finetune_eval_pairs": 4,
     "eval_generated_pairs": 4,
