@@ -226,6 +226,8 @@ class CleaningReport:
     config: CleaningConfig
     filters: dict[str, FilterStats]
     totals: dict[str, int] = field(default_factory=dict)
+    # the duplicate filters' arrays when the cleaning ended: what grows with the corpus (benchmarks/README.md)
+    duplicate_index_bytes: int = 0
 
     @classmethod
     def empty(cls, config: CleaningConfig) -> CleaningReport:
@@ -439,13 +441,77 @@ def drop_lists(text: str, max_list_line_share: float = 0.5) -> str:
 # --- corpus-level duplicate detection -------------------------------------------------------
 
 
-def duplicate_key(text: str) -> str:
+def duplicate_key(text: str) -> int:
     """What two paragraphs share when they are exact duplicates: their words, case-folded, hashed.
 
     Case, spacing and punctuation do not count, so "Albedo, the ratio" and "albedo the ratio" match.
+    The hash has 64 bits (8 bytes a kept paragraph): among 15 million paragraphs, two different ones
+    share a key with a chance of about 1 in 160,000.
     """
     canonical = " ".join(re.findall(r"\w+", text.casefold()))
-    return hashlib.blake2b(canonical.encode("utf-8"), digest_size=16).hexdigest()
+    return int.from_bytes(hashlib.blake2b(canonical.encode("utf-8"), digest_size=8).digest(), "little")
+
+
+class KeyIndex:
+    """Integer keys, each with the number of the paragraph it came from, kept compact as it grows.
+
+    The newest keys sit in a dict; every ``MERGE_AT`` of them become a sorted NumPy run (a key and
+    its paragraph in ``itemsize + 4`` bytes), and the last two runs merge while they are the same
+    size, like a binary counter, up to ``MAX_RUN`` keys: each key is copied a few times in all, and
+    growing never needs a second copy of the whole index.
+    """
+
+    MERGE_AT = 100_000  # keys held in the dict (about 150 bytes each) before they make a sorted run
+    MAX_RUN = 4_000_000  # keys in a run at most: merging two runs never copies more
+
+    def __init__(self, dtype: type = np.uint64):
+        self.dtype = np.dtype(dtype)
+        self._runs: list[tuple[np.ndarray, np.ndarray]] = []  # (keys sorted, the paragraph of each key)
+        self._recent: dict[int, list[int]] = {}
+        self._recent_count = 0
+
+    def add(self, keys: Iterable[int], paragraph: int) -> None:
+        for key in keys:
+            self._recent.setdefault(int(key), []).append(paragraph)
+            self._recent_count += 1
+        if self._recent_count >= self.MERGE_AT:
+            self._flush()
+
+    def paragraphs(self, keys: Iterable[int]) -> set[int]:
+        """The paragraphs that hold any of ``keys``."""
+        keys = np.fromiter(keys, dtype=self.dtype)
+        found: set[int] = set()
+        for run_keys, run_paragraphs in self._runs:
+            left = np.searchsorted(run_keys, keys, side="left")
+            right = np.searchsorted(run_keys, keys, side="right")
+            for start, stop in zip(left.tolist(), right.tolist()):
+                if stop > start:
+                    found.update(run_paragraphs[start:stop].tolist())
+        for key in keys.tolist():
+            found.update(self._recent.get(key, ()))
+        return found
+
+    def nbytes(self) -> int:
+        """Bytes the sorted runs hold (the dict of newest keys aside: at most ``MERGE_AT`` keys)."""
+        return sum(keys.nbytes + paragraphs.nbytes for keys, paragraphs in self._runs)
+
+    def run_sizes(self) -> list[int]:
+        return [len(keys) for keys, _ in self._runs]
+
+    def _flush(self) -> None:
+        keys = np.fromiter((key for key, owners in self._recent.items() for _ in owners), dtype=self.dtype,
+                           count=self._recent_count)
+        paragraphs = np.fromiter((owner for owners in self._recent.values() for owner in owners), dtype=np.uint32,
+                                 count=self._recent_count)
+        order = np.argsort(keys, kind="stable")
+        self._runs.append((keys[order], paragraphs[order]))
+        self._recent, self._recent_count = {}, 0
+        while (len(self._runs) > 1 and len(self._runs[-2][0]) <= len(self._runs[-1][0])
+               and len(self._runs[-2][0]) + len(self._runs[-1][0]) <= self.MAX_RUN):
+            (keys_a, paragraphs_a), (keys_b, paragraphs_b) = self._runs.pop(-2), self._runs.pop()
+            keys, paragraphs = np.concatenate([keys_a, keys_b]), np.concatenate([paragraphs_a, paragraphs_b])
+            order = np.argsort(keys, kind="stable")
+            self._runs.append((keys[order], paragraphs[order]))
 
 
 class NearDuplicateIndex:
@@ -457,16 +523,15 @@ class NearDuplicateIndex:
     similarity of the two shingle sets reaches ``threshold``. Deterministic for a given seed.
 
     It is the one part of chapter 02's cleaning that grows with the corpus, so it is kept compact:
-    a shingle is stored as its 64-bit hash (8 bytes), in fixed-size NumPy chunks that are never
-    copied as they fill; each band key as a 64-bit hash, in sorted runs of at most ``_MAX_RUN`` keys
-    (a small dict holds the newest keys until they make a run), so growing never needs a second copy
-    of the whole index. Two different shingles share a 64-bit hash about once in 10^19 pairs.
+    a shingle is stored as a 32-bit hash (4 bytes), in fixed-size NumPy chunks that are never copied
+    as they fill, and each band key as a 32-bit hash in a :class:`KeyIndex` (8 bytes with its
+    paragraph's number). Two paragraphs of 100 shingles each share a spurious 32-bit shingle hash
+    with a chance of about 1 in 400,000 (a Jaccard off by about 0.01 then); two band keys that
+    collide only add a candidate, which the Jaccard check then turns away.
     """
 
     _PRIME = (1 << 31) - 1  # a*x + b stays below 2**63 for 31-bit a, b, x
-    _MERGE_AT = 100_000  # band keys held in the dict (about 150 bytes each) before they make a sorted run
-    _MAX_RUN = 4_000_000  # keys in a run at most (48 MB): merging two runs never copies more
-    _CHUNK = 1 << 20  # shingle hashes per chunk (8 MB)
+    _CHUNK = 1 << 21  # shingle hashes per chunk (8 MB)
 
     def __init__(self, threshold: float, shingle_size: int, num_perm: int, bands: int, seed: int):
         self.threshold, self.shingle_size, self.bands = threshold, shingle_size, bands
@@ -475,13 +540,11 @@ class NearDuplicateIndex:
         self._a = rng.integers(1, self._PRIME, size=num_perm, dtype=np.uint64)
         self._b = rng.integers(0, self._PRIME, size=num_perm, dtype=np.uint64)
         self._band_salt = np.arange(bands, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)  # bands never share a key
-        self._runs: list[tuple[np.ndarray, np.ndarray]] = []  # (band keys sorted, the paragraph of each key)
-        self._recent: dict[int, list[int]] = {}  # band keys not in a run yet
-        self._recent_keys = 0
+        self.band_keys = KeyIndex(np.uint32)
         self._chunks: list[np.ndarray] = []  # every kept paragraph's sorted shingle hashes, chunk after chunk
         self._used = 0  # hashes written in the last chunk
         self._chunk_of = array("I")  # each kept paragraph's chunk
-        self._ends = array("Q")  # and where its hashes end in that chunk
+        self._ends = array("I")  # and where its hashes end in that chunk
         self.labels: list[str] = []
 
     def __len__(self) -> int:
@@ -489,7 +552,7 @@ class NearDuplicateIndex:
 
     def nbytes(self) -> int:
         """Bytes the index's arrays hold (the labels and the dict of newest keys aside)."""
-        return (sum(keys.nbytes + owners.nbytes for keys, owners in self._runs) + sum(c.nbytes for c in self._chunks)
+        return (self.band_keys.nbytes() + sum(chunk.nbytes for chunk in self._chunks)
                 + self._chunk_of.itemsize * len(self._chunk_of) + self._ends.itemsize * len(self._ends))
 
     def shingles(self, text: str) -> frozenset[str]:
@@ -500,33 +563,22 @@ class NearDuplicateIndex:
         return frozenset(" ".join(words[i : i + n]) for i in range(len(words) - n + 1))
 
     def shingle_hashes(self, text: str) -> np.ndarray:
-        """The paragraph's shingles as sorted, distinct 64-bit hashes."""
+        """The paragraph's shingles as sorted, distinct 32-bit hashes."""
         return np.unique(np.fromiter(
-            (int.from_bytes(hashlib.blake2b(s.encode("utf-8"), digest_size=8).digest(), "little")
+            (int.from_bytes(hashlib.blake2b(s.encode("utf-8"), digest_size=4).digest(), "little")
              for s in self.shingles(text)),
-            dtype=np.uint64,
+            dtype=np.uint32,
         ))
 
     def _band_keys(self, hashes: np.ndarray) -> np.ndarray:
-        signature = ((np.outer(self._a, hashes % np.uint64(self._PRIME)) + self._b[:, None]) % self._PRIME).min(axis=1)
+        signature = ((np.outer(self._a, hashes.astype(np.uint64) % np.uint64(self._PRIME)) + self._b[:, None])
+                     % self._PRIME).min(axis=1)
         rows = signature.reshape(self.bands, self.rows)
         keys = self._band_salt.copy()
         with np.errstate(over="ignore"):  # wrapping multiplication is the hash
             for row in rows.T:
                 keys = (keys ^ row) * np.uint64(0x100000001B3)
-        return keys
-
-    def _candidates(self, keys: np.ndarray) -> list[int]:
-        found: set[int] = set()
-        for run_keys, run_owners in self._runs:
-            left = np.searchsorted(run_keys, keys, side="left")
-            right = np.searchsorted(run_keys, keys, side="right")
-            for start, stop in zip(left.tolist(), right.tolist()):
-                if stop > start:
-                    found.update(run_owners[start:stop].tolist())
-        for key in keys.tolist():
-            found.update(self._recent.get(key, ()))
-        return sorted(found)
+        return (keys >> np.uint64(32)).astype(np.uint32)  # the high bits: the multiplication mixed them best
 
     def _stored(self, index: int) -> np.ndarray:
         chunk, end = self._chunk_of[index], self._ends[index]
@@ -539,7 +591,7 @@ class NearDuplicateIndex:
         hashes = self.shingle_hashes(text)
         keys = self._band_keys(hashes)
         best: tuple[str, float] | None = None
-        for candidate in self._candidates(keys):
+        for candidate in sorted(self.band_keys.paragraphs(keys.tolist())):
             other = self._stored(candidate)
             shared = len(np.intersect1d(hashes, other, assume_unique=True))
             jaccard = shared / (len(hashes) + len(other) - shared)
@@ -550,38 +602,17 @@ class NearDuplicateIndex:
         index = len(self.labels)
         self.labels.append(label)
         self._store(hashes)
-        for key in keys.tolist():
-            self._recent.setdefault(key, []).append(index)
-        self._recent_keys += len(keys)
-        if self._recent_keys >= self._MERGE_AT:
-            self._flush()
+        self.band_keys.add(keys.tolist(), index)
         return None
 
     def _store(self, hashes: np.ndarray) -> None:
         if not self._chunks or self._used + len(hashes) > len(self._chunks[-1]):
-            self._chunks.append(np.empty(max(self._CHUNK, len(hashes)), dtype=np.uint64))
+            self._chunks.append(np.empty(max(self._CHUNK, len(hashes)), dtype=np.uint32))
             self._used = 0
         self._chunks[-1][self._used : self._used + len(hashes)] = hashes
         self._used += len(hashes)
         self._chunk_of.append(len(self._chunks) - 1)
         self._ends.append(self._used)
-
-    def _flush(self) -> None:
-        """The dict's keys become a sorted run; the last runs merge while they are the same size and fit a run."""
-        keys = np.fromiter((key for key, owners in self._recent.items() for _ in owners), dtype=np.uint64,
-                           count=self._recent_keys)
-        owners = np.fromiter((owner for owners in self._recent.values() for owner in owners), dtype=np.uint32,
-                             count=self._recent_keys)
-        order = np.argsort(keys, kind="stable")
-        self._runs.append((keys[order], owners[order]))
-        self._recent, self._recent_keys = {}, 0
-        # Like a binary counter: runs double in size, so each key is copied about log2(_MAX_RUN / _MERGE_AT) times.
-        while (len(self._runs) > 1 and len(self._runs[-2][0]) <= len(self._runs[-1][0])
-               and len(self._runs[-2][0]) + len(self._runs[-1][0]) <= self._MAX_RUN):
-            (keys_a, owners_a), (keys_b, owners_b) = self._runs.pop(-2), self._runs.pop()
-            keys, owners = np.concatenate([keys_a, keys_b]), np.concatenate([owners_a, owners_b])
-            order = np.argsort(keys, kind="stable")
-            self._runs.append((keys[order], owners[order]))
 
 
 # --- the pipeline -----------------------------------------------------------------------------
@@ -680,7 +711,7 @@ def _cleaned(articles: Iterable[dict[str, Any]], report: CleaningReport, config:
     near = NearDuplicateIndex(
         config.near_duplicate_threshold, config.shingle_size, config.num_perm, config.lsh_bands, config.seed
     )
-    seen: dict[str, str] = {}
+    exact = KeyIndex(np.uint64)  # each kept paragraph's duplicate_key, with its number in ``near``
     checks = paragraph_checks(config, sentence_tokenizer)
     totals = Counter()
     for article in articles:
@@ -697,8 +728,8 @@ def _cleaned(articles: Iterable[dict[str, Any]], report: CleaningReport, config:
                 if text is None or _failed_check(report, checks, title, text):
                     continue
                 key = duplicate_key(text)
-                if key in seen:
-                    report.removed("exact_duplicate", title, text, f"same as a paragraph of {seen[key]!r}")
+                if earlier := exact.paragraphs([key]):
+                    report.removed("exact_duplicate", title, text, f"same as a paragraph of {near.labels[min(earlier)]!r}")
                     continue
                 match = near.query_and_add(text, title)
                 if match is not None:
@@ -708,7 +739,7 @@ def _cleaned(articles: Iterable[dict[str, Any]], report: CleaningReport, config:
                         f"({config.shingle_size}-word shingles, threshold {config.near_duplicate_threshold})",
                     )
                     continue
-                seen[key] = title
+                exact.add([key], len(near) - 1)  # the paragraph near just indexed
                 kept.append(text)
             outcomes.append((section, kept))
         kept_sections = _keep_sections(report, config, title, outcomes)
@@ -726,6 +757,7 @@ def _cleaned(articles: Iterable[dict[str, Any]], report: CleaningReport, config:
         yield cleaned
     order = ["articles_in", "articles_out", "sections_in", "sections_out", "paragraphs_in", "paragraphs_out", "chars_in", "chars_out"]
     report.totals = {key: int(totals[key]) for key in order}
+    report.duplicate_index_bytes = near.nbytes() + exact.nbytes()
 
 
 def _transform(report: CleaningReport, name: str, title: str, text: str, repair: Callable[[str], str]) -> str | None:

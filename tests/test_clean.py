@@ -210,6 +210,29 @@ def test_planted_exact_duplicates_are_removed(cleaned, clean_articles, good_para
     assert result.report.filters["empty_article"].articles_removed == 1
 
 
+def test_exact_duplicates_are_found_in_the_sorted_runs_as_in_the_dict(monkeypatch, cleaned, clean_articles,
+                                                                        good_paragraphs):
+    planted = clean_articles + [_article("Planted copy", good_paragraphs[3], good_paragraphs[4].upper())]
+    in_dict = _clean_with(cleaned, planted)
+    monkeypatch.setattr(clean.KeyIndex, "MERGE_AT", 7)  # runs of 7 keys, merged up to 28: every key leaves the dict
+    monkeypatch.setattr(clean.KeyIndex, "MAX_RUN", 28)
+    monkeypatch.setattr(clean.NearDuplicateIndex, "_CHUNK", 64)  # shingle hashes in chunks of 64: little unused room
+    in_runs = _clean_with(cleaned, planted)
+    assert in_runs.articles == in_dict.articles == clean_articles
+    assert in_runs.report.as_dict() == in_dict.report.as_dict()
+    assert in_runs.report.filters["exact_duplicate"].paragraphs_removed == 2
+    # What each kept paragraph costs: its exact key and number (8 + 4 bytes), 32 band keys (4 + 4 each), where
+    # its shingle hashes are (4 + 4) and the hashes themselves (4 each); at most 6 exact keys are still in the dict.
+    config = clean.CleaningConfig()
+    probe = clean.NearDuplicateIndex(config.near_duplicate_threshold, config.shingle_size, config.num_perm,
+                                     config.lsh_bands, config.seed)
+    kept = list(clean.iter_paragraphs(in_runs.articles))
+    assert len(kept) == in_runs.report.totals["paragraphs_out"]
+    shingles = sum(len(probe.shingle_hashes(text)) for text in kept)
+    least = len(kept) * (12 + 32 * 8 + 8) - 6 * 12 + 4 * shingles
+    assert least <= in_runs.report.duplicate_index_bytes <= least + 6 * 12 + 4 * 64 * len(kept)
+
+
 def test_planted_near_duplicate_is_removed(cleaned, clean_articles, good_paragraphs):
     original = good_paragraphs[5]
     words = original.split(" ")
@@ -253,15 +276,15 @@ def test_the_compact_index_finds_what_exact_jaccard_over_every_pair_finds(monkey
     # All band keys in the dict and the hashes in one chunk; then sorted runs from every 40 keys, merged
     # up to 400, and chunks of 500 hashes (a few paragraphs each): the same answers either way.
     for merge_at, max_run, chunk in ((10**9, 10**9, 10**7), (40, 400, 500)):
-        monkeypatch.setattr(clean.NearDuplicateIndex, "_MERGE_AT", merge_at)
-        monkeypatch.setattr(clean.NearDuplicateIndex, "_MAX_RUN", max_run)
+        monkeypatch.setattr(clean.KeyIndex, "MERGE_AT", merge_at)
+        monkeypatch.setattr(clean.KeyIndex, "MAX_RUN", max_run)
         monkeypatch.setattr(clean.NearDuplicateIndex, "_CHUNK", chunk)
         index = clean.NearDuplicateIndex(config.near_duplicate_threshold, config.shingle_size, config.num_perm,
                                          config.lsh_bands, config.seed)
         answers[merge_at] = [index.query_and_add(text, str(number)) for number, text in enumerate(texts)]
         if merge_at == 40:
             assert len(index) == sum(answer is None for answer in answers[merge_at])
-            assert len(index._runs) > 3 and max(len(keys) for keys, _ in index._runs) <= 400
+            assert len(index.band_keys.run_sizes()) > 3 and max(index.band_keys.run_sizes()) <= 400
             assert len(index._chunks) > 10
     assert answers[40] == answers[10**9]
     kept: list[int] = []
