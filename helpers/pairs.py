@@ -10,14 +10,15 @@ facts, so a test pair whose article the model trained on would flatter the evalu
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import hashlib
 import json
 import math
 import os
 import random
 import re
 import shutil
-from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -213,22 +214,39 @@ def _normalized(text: str) -> str:
 def dedupe_pairs(pairs: Iterable[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
     """Drop repeated pairs, keeping the first: return ``(kept, number removed)``.
 
-    A pair is a repeat when its instruction and response match an earlier pair's after case folding
-    and whitespace collapsing, or when its response alone does: the same paragraph under two
-    headings (or copied between articles) would teach two answers for one text.
+    A pair is a repeat when its response matches an earlier pair's after case folding and whitespace
+    collapsing, whatever its instruction: the same paragraph under two headings (or copied between
+    articles) would teach two answers for one text. A pair repeated whole repeats its response too.
     """
-    seen_pairs: set[tuple[str, str]] = set()
-    seen_responses: set[str] = set()
-    kept, removed = [], 0
-    for pair in pairs:
-        instruction, response = _normalized(pair["instruction"]), _normalized(pair["response"])
-        if (instruction, response) in seen_pairs or response in seen_responses:
-            removed += 1
-            continue
-        seen_pairs.add((instruction, response))
-        seen_responses.add(response)
-        kept.append(pair)
-    return kept, removed
+    repeats = RepeatFilter()
+    kept = [pair for pair in pairs if repeats.keep(pair)]
+    return kept, repeats.removed
+
+
+class RepeatFilter:
+    """``dedupe_pairs``' rule one pair at a time, for a stream of pairs of any length.
+
+    The key of a response is a 64-bit hash of its normalized text, held in a
+    :class:`helpers.clean.KeyIndex` (12 bytes a kept pair): two different responses among 15
+    million share a key with a chance of about 1 in 160,000.
+    """
+
+    def __init__(self):
+        from helpers.clean import KeyIndex
+
+        self._seen = KeyIndex()
+        self.kept = self.removed = 0
+
+    def keep(self, pair: dict[str, Any]) -> bool:
+        """True the first time this response comes; False (counted in ``removed``) after."""
+        digest = hashlib.blake2b(_normalized(pair["response"]).encode("utf-8"), digest_size=8).digest()
+        key = int.from_bytes(digest, "little")
+        if self._seen.paragraphs([key]):
+            self.removed += 1
+            return False
+        self._seen.add([key], self.kept)
+        self.kept += 1
+        return True
 
 
 # --- splitting by article ----------------------------------------------------------------------
@@ -279,29 +297,27 @@ def split_by_article(
     """
     if fractions is None:
         fractions = {"train": 0.8, "validation": 0.1, "test": 0.1}
-    fractions = _check_fractions(fractions)
-    by_article: dict[int, list[dict[str, Any]]] = defaultdict(list)
-    for pair in pairs:
-        by_article[pair["article_id"]].append(pair)
-    if len(by_article) < len(fractions):
-        raise ValueError(
-            f"{len(pairs)} pairs from {len(by_article)} article(s) cannot fill {len(fractions)} splits "
-            f"({', '.join(fractions)}) without putting an article in two: pairing needs at least "
-            f"{len(fractions)} articles with prose sections"
-        )
-    article_ids = sorted(by_article)
-    random.Random(seed).shuffle(article_ids)
-    sizes = _split_sizes(len(article_ids), fractions)
-    assignment: dict[int, str] = {}
-    start = 0
-    for name, size in sizes.items():
-        for article_id in article_ids[start: start + size]:
-            assignment[article_id] = name
-        start += size
-    splits: dict[str, list[dict[str, Any]]] = {name: [] for name in fractions}
+    assignment = deal_articles((pair["article_id"] for pair in pairs), fractions, seed)
+    splits: dict[str, list[dict[str, Any]]] = {name: [] for name in _check_fractions(fractions)}
     for pair in pairs:
         splits[assignment[pair["article_id"]]].append(pair)
     return splits
+
+
+def deal_articles(article_ids: Iterable[int], fractions: dict[str, float], seed: int = 0) -> dict[int, str]:
+    """Each article's split, as ``split_by_article`` deals them: the distinct ids sorted, shuffled
+    with ``seed``, the first ones to train, the next to validation, and so on, by ``fractions``."""
+    fractions = _check_fractions(fractions)
+    article_ids = sorted(set(article_ids))
+    if len(article_ids) < len(fractions):
+        raise ValueError(
+            f"pairs from {len(article_ids)} article(s) cannot fill {len(fractions)} splits ({', '.join(fractions)}) "
+            f"without putting an article in two: pairing needs at least {len(fractions)} articles with prose sections"
+        )
+    random.Random(seed).shuffle(article_ids)
+    sizes = _split_sizes(len(article_ids), fractions)
+    dealt = (name for name, size in sizes.items() for _ in range(size))
+    return dict(zip(article_ids, dealt))
 
 
 def split_overlap(splits: dict[str, Sequence[dict[str, Any]]]) -> dict[str, int]:
@@ -447,43 +463,137 @@ def save_pairs(splits: dict[str, Sequence[dict[str, Any]]], out_dir: Path | str)
     """
     import datasets
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    features = datasets.Features(
-        {
-            name: datasets.Value("int64") if name in ("article_id", "level") else datasets.Value("string")
-            for name in PAIR_FIELDS
-        }
-    )
-    rows = {name: [{key: pair[key] for key in PAIR_FIELDS} for pair in pairs] for name, pairs in splits.items()}
-    dataset = datasets.DatasetDict(
-        {name: datasets.Dataset.from_list(split_rows, features=features) for name, split_rows in rows.items()}
-    )
     from helpers.course import atomic_output
 
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows = {name: [{key: pair[key] for key in PAIR_FIELDS} for pair in pairs] for name, pairs in splits.items()}
+    dataset = datasets.DatasetDict(
+        {name: datasets.Dataset.from_list(split_rows, features=_features()) for name, split_rows in rows.items()}
+    )
     for name, split_rows in rows.items():
         with atomic_output(out_dir / f"{name}.jsonl", encoding="utf-8") as handle:
             for row in split_rows:
-                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-    for name in set(SPLIT_NAMES) - set(rows):  # a split an earlier run made and this one does not
+                handle.write(_jsonl_line(row))
+    _remove_other_splits(out_dir, rows)
+    _save_dataset(dataset, out_dir)
+    return dataset
+
+
+def _features() -> datasets.Features:
+    import datasets
+
+    return datasets.Features(
+        {name: datasets.Value("int64") if name in ("article_id", "level") else datasets.Value("string")
+         for name in PAIR_FIELDS}
+    )
+
+
+def _jsonl_line(pair: dict[str, Any]) -> str:
+    return json.dumps({key: pair[key] for key in PAIR_FIELDS}, ensure_ascii=False) + "\n"
+
+
+def _remove_other_splits(out_dir: Path, splits: Iterable[str]) -> None:
+    for name in set(SPLIT_NAMES) - set(splits):  # a split an earlier run made and this one does not
         (out_dir / f"{name}.jsonl").unlink(missing_ok=True)
 
-    final, partial, old = out_dir / "dataset", out_dir / ".dataset.partial", out_dir / ".dataset.old"
-    for leftover in (partial, old):
-        shutil.rmtree(leftover, ignore_errors=True)
-    # A progress bar per split is noise in a notebook for a few hundred rows; restore the setting after.
+
+@contextlib.contextmanager
+def _no_progress_bars():
+    """A progress bar per split is noise in a notebook for a few hundred rows; the setting comes back after."""
+    import datasets
+
     bars_were_on = not datasets.utils.are_progress_bars_disabled()
     datasets.disable_progress_bars()
     try:
-        dataset.save_to_disk(str(partial))
+        yield
     finally:
         if bars_were_on:
             datasets.enable_progress_bars()
+
+
+def _save_dataset(dataset: datasets.DatasetDict, out_dir: Path) -> None:
+    """``dataset`` into ``out_dir/dataset`` whole: written beside it, then moved into place."""
+    final, partial, old = out_dir / "dataset", out_dir / ".dataset.partial", out_dir / ".dataset.old"
+    for leftover in (partial, old):
+        shutil.rmtree(leftover, ignore_errors=True)
+    with _no_progress_bars():
+        dataset.save_to_disk(str(partial))
     if final.exists():
         os.replace(final, old)
     os.replace(partial, final)
     shutil.rmtree(old, ignore_errors=True)
-    return dataset
+
+
+def pairs_jsonl(
+    articles_path: Path | str,
+    out_dir: Path | str,
+    config: PairingConfig | None = None,
+    *,
+    fractions: dict[str, float] | None = None,
+    seed: int = 0,
+    tokenizer: Any = None,
+) -> dict[str, Any]:
+    """Chapter 03 from the cleaned articles' file to ``save_pairs``' files, one article in memory at a time.
+
+    Pass 1 makes each article's pairs (``make_pairs``), drops the repeats (``RepeatFilter``) and
+    notes which articles keep a pair; ``deal_articles`` deals those. Pass 2 makes the same pairs
+    again, drops the same repeats, leaves out the pairs holding a special token's text when
+    ``tokenizer`` is given (``drop_special_token_pairs``' rule), and writes each pair to its split's
+    JSONL file as it comes. The DatasetDict is then built from those files (``Dataset.from_json``:
+    Arrow files on disk, not rows in memory). Writes what ``save_pairs(drop_special_token_pairs(
+    split_by_article(dedupe_pairs(make_pairs(articles)))))`` writes; what grows with the corpus is
+    the repeat keys (12 bytes a pair) and each article's split.
+
+    Returns the counts: ``pairs_made``, ``repeats_removed``, ``special_token_pairs`` and ``rows`` per split.
+    """
+    import datasets
+
+    from helpers.course import atomic_output
+    from helpers.dump import iter_jsonl
+
+    def pairs_of_articles():
+        for article in iter_jsonl(articles_path, required=("id", "title", "sections")):
+            yield from make_pairs([article], config, seed=None)
+
+    if fractions is None:
+        fractions = {"train": 0.8, "validation": 0.1, "test": 0.1}
+    repeats = RepeatFilter()
+    split_of = deal_articles((pair["article_id"] for pair in pairs_of_articles() if repeats.keep(pair)), fractions, seed)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    names = list(_check_fractions(fractions))
+    counts: dict[str, Any] = {"pairs_made": 0, "repeats_removed": 0, "special_token_pairs": 0,
+                              "rows": dict.fromkeys(names, 0)}
+    repeats = RepeatFilter()  # the same decisions again, from the start
+    with contextlib.ExitStack() as files:
+        handles = {name: files.enter_context(atomic_output(out_dir / f"{name}.jsonl", encoding="utf-8"))
+                   for name in names}
+        for pair in pairs_of_articles():
+            counts["pairs_made"] += 1
+            if not repeats.keep(pair):
+                continue
+            if tokenizer is not None and any(special_token_text(tokenizer, pair[part]) for part in ("instruction", "response")):
+                counts["special_token_pairs"] += 1
+                continue
+            name = split_of[pair["article_id"]]
+            handles[name].write(_jsonl_line(pair))
+            counts["rows"][name] += 1
+    counts["repeats_removed"] = repeats.removed
+    _remove_other_splits(out_dir, names)
+    cache = out_dir / ".arrow-cache"  # from_json's Arrow files, here rather than in the user's cache
+    try:
+        with _no_progress_bars():
+            dataset = datasets.DatasetDict({
+                name: datasets.Dataset.from_json(str(out_dir / f"{name}.jsonl"), features=_features(),
+                                                 cache_dir=str(cache))
+                if counts["rows"][name] else datasets.Dataset.from_list([], features=_features())
+                for name in names
+            })
+        _save_dataset(dataset, out_dir)
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
+    return counts
 
 
 def load_pairs(out_dir: Path | str) -> datasets.DatasetDict:

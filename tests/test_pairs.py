@@ -188,3 +188,35 @@ def test_saved_dataset_reloads_equal_to_jsonl(splits, tmp_path):
 def test_load_pairs_names_the_producing_chapter(tmp_path):
     with pytest.raises(FileNotFoundError, match="03_pairs"):
         P.load_pairs(tmp_path)
+
+
+def test_the_stream_writes_what_the_chapters_lists_write(clean_articles, tok, tmp_path):
+    from helpers.clean import save_articles
+
+    first = clean_articles[0]
+    quoting = copy.deepcopy(clean_articles[1])
+    quoting["sections"][0]["text"] = quoting["sections"][0]["text"].replace(" ", " <|endoftext|> ", 1)
+    articles = clean_articles + [
+        {**copy.deepcopy(first), "id": 10**9, "title": first["title"] + " (copy)"},  # every response a repeat
+        {**quoting, "id": 10**9 + 1, "title": quoting["title"] + " (quoting)"},  # one pair quotes a special token
+    ]
+    source = save_articles(articles, tmp_path / "articles.jsonl")
+    config = P.PairingConfig(seed=3)
+    fractions = {"train": 0.7, "validation": 0.15, "test": 0.15}
+
+    made = P.make_pairs(articles, config)
+    kept, removed = P.dedupe_pairs(made)
+    splits, left_out = P.drop_special_token_pairs(P.split_by_article(kept, fractions, seed=5), tok)
+    in_memory = P.save_pairs(splits, tmp_path / "lists")
+    counts = P.pairs_jsonl(source, tmp_path / "stream", config, fractions=fractions, seed=5, tokenizer=tok)
+
+    assert removed >= len(P.make_pairs([first], config)) > 0 and len(left_out) == 1 and left_out["token"][0] == "<|endoftext|>"
+    assert counts == {"pairs_made": len(made), "repeats_removed": removed, "special_token_pairs": 1,
+                      "rows": {name: len(rows) for name, rows in splits.items()}}
+    for name in splits:
+        assert (tmp_path / "stream" / f"{name}.jsonl").read_bytes() == (tmp_path / "lists" / f"{name}.jsonl").read_bytes()
+    streamed = P.load_pairs(tmp_path / "stream")
+    assert {name: streamed[name].to_list() for name in streamed} == {name: in_memory[name].to_list() for name in in_memory}
+    assert streamed["train"].features == in_memory["train"].features
+    assert sorted(p.name for p in (tmp_path / "stream").iterdir()) == ["dataset", "test.jsonl", "train.jsonl",
+                                                                       "validation.jsonl"]  # no cache left behind
