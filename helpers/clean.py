@@ -492,8 +492,10 @@ class KeyIndex:
         return found
 
     def nbytes(self) -> int:
-        """Bytes the sorted runs hold (the dict of newest keys aside: at most ``MERGE_AT`` keys)."""
-        return sum(keys.nbytes + paragraphs.nbytes for keys, paragraphs in self._runs)
+        """Bytes the keys take in sorted runs, the newest (still in the dict, at most ``MERGE_AT``)
+        counted as they will be once they make a run: what grows with the corpus."""
+        in_runs = sum(keys.nbytes + paragraphs.nbytes for keys, paragraphs in self._runs)
+        return in_runs + self._recent_count * (self.dtype.itemsize + np.dtype(np.uint32).itemsize)
 
     def run_sizes(self) -> list[int]:
         return [len(keys) for keys, _ in self._runs]
@@ -551,8 +553,10 @@ class NearDuplicateIndex:
         return len(self.labels)
 
     def nbytes(self) -> int:
-        """Bytes the index's arrays hold (the labels and the dict of newest keys aside)."""
-        return (self.band_keys.nbytes() + sum(chunk.nbytes for chunk in self._chunks)
+        """Bytes the index's arrays hold (the labels aside; the band keys as ``KeyIndex.nbytes`` counts
+        them); of the last chunk, the part written so far (the rest is not touched, so not in memory yet)."""
+        chunks = sum(chunk.nbytes for chunk in self._chunks[:-1]) + self._used * np.dtype(np.uint32).itemsize
+        return (self.band_keys.nbytes() + chunks
                 + self._chunk_of.itemsize * len(self._chunk_of) + self._ends.itemsize * len(self._ends))
 
     def shingles(self, text: str) -> frozenset[str]:
