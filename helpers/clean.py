@@ -795,6 +795,12 @@ def _keep_sections(
             report.filters["short_section"].paragraphs_removed += len(kept)
         if has_children and section["heading"]:
             kept_sections.append({**section, "text": ""})
+            if text:  # the heading stays for its subsections; its short text goes
+                stats = report.filters["short_section"]
+                stats.chars_removed += len(text)
+                report._example(stats, title, f"== {section['heading']} == {text}",
+                                f"{len(text)} chars < min_section_chars {config.min_section_chars}; "
+                                "the heading stays for its subsections")
         elif not text:
             _section_removed(report, "empty_section", title, section, "no paragraph left")
         else:

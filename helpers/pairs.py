@@ -214,16 +214,16 @@ def _normalized(text: str) -> str:
 def dedupe_pairs(pairs: Iterable[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
     """Drop repeated pairs, keeping the first: return ``(kept, number removed)``.
 
-    A pair is a repeat when its response matches an earlier pair's after case folding and whitespace
+    A pair is a duplicate when its response matches an earlier pair's after case folding and whitespace
     collapsing, whatever its instruction: the same paragraph under two headings (or copied between
     articles) would teach two answers for one text. A pair repeated whole repeats its response too.
     """
-    repeats = RepeatFilter()
-    kept = [pair for pair in pairs if repeats.keep(pair)]
-    return kept, repeats.removed
+    duplicates = DuplicateFilter()
+    kept = [pair for pair in pairs if duplicates.keep(pair)]
+    return kept, duplicates.removed
 
 
-class RepeatFilter:
+class DuplicateFilter:
     """``dedupe_pairs``' rule one pair at a time, for a stream of pairs of any length.
 
     The key of a response is a 64-bit hash of its normalized text, held in a
@@ -536,16 +536,16 @@ def pairs_jsonl(
 ) -> dict[str, Any]:
     """Chapter 03 from the cleaned articles' file to ``save_pairs``' files, one article in memory at a time.
 
-    Pass 1 makes each article's pairs (``make_pairs``), drops the repeats (``RepeatFilter``) and
+    Pass 1 makes each article's pairs (``make_pairs``), drops the duplicates (``DuplicateFilter``) and
     notes which articles keep a pair; ``deal_articles`` deals those. Pass 2 makes the same pairs
-    again, drops the same repeats, leaves out the pairs holding a special token's text when
+    again, drops the same duplicates, leaves out the pairs holding a special token's text when
     ``tokenizer`` is given (``drop_special_token_pairs``' rule), and writes each pair to its split's
     JSONL file as it comes. The DatasetDict is then built from those files (``Dataset.from_json``:
     Arrow files on disk, not rows in memory). Writes what ``save_pairs(drop_special_token_pairs(
     split_by_article(dedupe_pairs(make_pairs(articles)))))`` writes; what grows with the corpus is
-    the repeat keys (12 bytes a pair) and each article's split.
+    the duplicate keys (12 bytes a pair) and each article's split.
 
-    Returns the counts: ``pairs_made``, ``repeats_removed``, ``special_token_pairs`` and ``rows`` per split.
+    Returns the counts: ``pairs_made``, ``duplicates_removed``, ``special_token_pairs`` and ``rows`` per split.
     """
     import datasets
 
@@ -558,20 +558,20 @@ def pairs_jsonl(
 
     if fractions is None:
         fractions = {"train": 0.8, "validation": 0.1, "test": 0.1}
-    repeats = RepeatFilter()
-    split_of = deal_articles((pair["article_id"] for pair in pairs_of_articles() if repeats.keep(pair)), fractions, seed)
+    duplicates = DuplicateFilter()
+    split_of = deal_articles((pair["article_id"] for pair in pairs_of_articles() if duplicates.keep(pair)), fractions, seed)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     names = list(_check_fractions(fractions))
-    counts: dict[str, Any] = {"pairs_made": 0, "repeats_removed": 0, "special_token_pairs": 0,
+    counts: dict[str, Any] = {"pairs_made": 0, "duplicates_removed": 0, "special_token_pairs": 0,
                               "rows": dict.fromkeys(names, 0)}
-    repeats = RepeatFilter()  # the same decisions again, from the start
+    duplicates = DuplicateFilter()  # the same decisions again, from the start
     with contextlib.ExitStack() as files:
         handles = {name: files.enter_context(atomic_output(out_dir / f"{name}.jsonl", encoding="utf-8"))
                    for name in names}
         for pair in pairs_of_articles():
             counts["pairs_made"] += 1
-            if not repeats.keep(pair):
+            if not duplicates.keep(pair):
                 continue
             if tokenizer is not None and any(special_token_text(tokenizer, pair[part]) for part in ("instruction", "response")):
                 counts["special_token_pairs"] += 1
@@ -579,7 +579,7 @@ def pairs_jsonl(
             name = split_of[pair["article_id"]]
             handles[name].write(_jsonl_line(pair))
             counts["rows"][name] += 1
-    counts["repeats_removed"] = repeats.removed
+    counts["duplicates_removed"] = duplicates.removed
     _remove_other_splits(out_dir, names)
     cache = out_dir / ".arrow-cache"  # from_json's Arrow files, here rather than in the user's cache
     try:

@@ -158,6 +158,13 @@ def test_cleaning_is_deterministic(tiny_articles, cleaned):
     assert again.report.as_dict() == cleaned.report.as_dict()
 
 
+def test_the_characters_removed_add_up_to_the_characters_in_less_out(cleaned):
+    report = cleaned.report
+    removed = {name: stats.chars_removed for name, stats in report.filters.items()}
+    # including a short section whose heading stays for its subsections ("Analysis of variance"): its text goes
+    assert sum(removed.values()) == report.totals["chars_in"] - report.totals["chars_out"], removed
+
+
 def test_report_table_dict_and_plot(cleaned):
     report = cleaned.report
     table = report.table()

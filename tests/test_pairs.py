@@ -211,7 +211,7 @@ def test_the_stream_writes_what_the_chapters_lists_write(clean_articles, tok, tm
     counts = P.pairs_jsonl(source, tmp_path / "stream", config, fractions=fractions, seed=5, tokenizer=tok)
 
     assert removed >= len(P.make_pairs([first], config)) > 0 and len(left_out) == 1 and left_out["token"][0] == "<|endoftext|>"
-    assert counts == {"pairs_made": len(made), "repeats_removed": removed, "special_token_pairs": 1,
+    assert counts == {"pairs_made": len(made), "duplicates_removed": removed, "special_token_pairs": 1,
                       "rows": {name: len(rows) for name, rows in splits.items()}}
     for name in splits:
         assert (tmp_path / "stream" / f"{name}.jsonl").read_bytes() == (tmp_path / "lists" / f"{name}.jsonl").read_bytes()
