@@ -134,12 +134,16 @@ def compiled_graphs() -> int:
 
 def fused_loss_trainer(kind: str):
     """CourseTrainer whose loss is the output layer and cross-entropy in one fused kernel."""
-    if kind == "cce":
+    if kind in ("cce", "cce-exact"):
         from cut_cross_entropy import linear_cross_entropy
+
+        # cut-cross-entropy skips the gradient of vocabulary entries whose softmax is below a threshold
+        # ("high" by default); cce-exact turns that filter off, to tell its effect on the loss from the kernel's.
+        filter_eps = None if kind == "cce-exact" else "high"
 
         def fused(hidden, weight, labels, reduction):
             return linear_cross_entropy(hidden, weight, labels, ignore_index=finetune.IGNORE_INDEX, shift=True,
-                                        reduction=reduction)
+                                        reduction=reduction, filter_eps=filter_eps)
     else:
         from liger_kernel.transformers import LigerFusedLinearCrossEntropyLoss
 
@@ -354,7 +358,7 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=None, help="DataLoader worker processes (default: the course's choice)")
     parser.add_argument("--profile-steps", type=int, default=0, help="print a CUDA kernel profile of this many steps")
     parser.add_argument("--no-dropout", action="store_true", help="course variant: dropout 0 (fine-tuning without it)")
-    parser.add_argument("--fused-loss", choices=["cce", "liger"], default=None,
+    parser.add_argument("--fused-loss", choices=["cce", "cce-exact", "liger"], default=None,
                         help="course variant: the output layer and cross-entropy fused (the logits never materialized); "
                              "the transformer body is compiled on its own with --compile")
     parser.add_argument("--buckets", default="", help="course variant: pad each batch to the next of these lengths, "

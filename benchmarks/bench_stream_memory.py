@@ -1,7 +1,8 @@
-"""Peak memory of chapter 02's cleaning as the corpus grows: the whole list against the stream.
+"""Peak memory of chapters 02 and 03 as the corpus grows: the whole list against the stream.
 
     python benchmarks/bench_stream_memory.py --articles 5000,50000 --mode stream
     python benchmarks/bench_stream_memory.py --articles 5000 --mode list
+    python benchmarks/bench_stream_memory.py --articles 5000,50000 --mode pairs
 
 The corpus is the tiny corpus's real articles, copied until it holds the number asked for (the colab
 profile's slice is 5,000 articles), each copy with fresh ids and titles and with one word in four
@@ -11,7 +12,16 @@ stays the article's own vocabulary. Each size is cleaned in a fresh process, tim
 from the kernel by that process itself (``ru_maxrss``):
 
 - ``list``: ``clean_articles(read_jsonl(...))`` then ``save_articles``, chapter 02's cells;
-- ``stream``: ``clean_jsonl(in, out)``, one article in memory at a time.
+- ``stream``: ``clean_jsonl(in, out)``, one article in memory at a time;
+- ``pairs-list``: chapter 03's cells, ``make_pairs``, ``dedupe_pairs``, ``split_by_article`` and
+  ``save_pairs`` on the whole list;
+- ``pairs``: ``pairs_jsonl(in, out_dir)``, one article in memory at a time (pass 1 deals the
+  articles, pass 2 writes the split files, ``Dataset.from_json`` builds the DatasetDict).
+
+The pairing reads the grown corpus itself (chapter 01's schema, which chapter 02 keeps). Beside the
+peak, each record has the duplicate index's own arrays when the work ended (cleaning:
+``CleaningReport.duplicate_index_bytes``; pairing: the repeat keys, 12 bytes a kept pair) and the
+peak of anonymous memory (sampled) less them: the part that must stay flat.
 
 Records go to benchmarks/results/bench_stream_memory.jsonl (git-ignored).
 """
@@ -24,6 +34,7 @@ import platform
 import random
 import re
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -34,13 +45,37 @@ DATA = REPO_ROOT / "benchmarks" / "data"
 RESULTS = REPO_ROOT / "benchmarks" / "results" / "bench_stream_memory.jsonl"
 WORD_RE = re.compile(r"[A-Za-z]{3,}")
 
-PEAK = "import resource; print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"  # KiB, this process's own
+# The process's anonymous memory (its heap: what it allocated, not the files it maps), sampled every
+# 20 ms by a thread. Peak RSS also counts the pages of files mapped into memory, such as the Arrow
+# files `datasets` writes and reads back: the kernel's page cache, which it can drop at any time.
+ANON = ("import threading, time\n"
+        "peak_anon = [0]\n"
+        "def sample():\n"
+        "    while True:\n"
+        "        with open('/proc/self/status') as status:\n"
+        "            kib = next(int(line.split()[1]) for line in status if line.startswith('RssAnon:'))\n"
+        "        peak_anon[0] = max(peak_anon[0], kib)\n"
+        "        time.sleep(0.02)\n"
+        "threading.Thread(target=sample, daemon=True).start()\n")
+PEAK = ("import resource; time.sleep(0.05)\n"
+        "print(peak_anon[0], resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n")  # KiB, this process's own
 CLEAN = {
     "list": "from helpers import clean, dump; import sys\n"
             "result = clean.clean_articles(dump.read_jsonl(sys.argv[1]))\n"
-            "clean.save_articles(result.articles, sys.argv[2])\n" + PEAK,
+            "clean.save_articles(result.articles, sys.argv[2])\n"
+            "print(result.report.duplicate_index_bytes, result.report.totals['paragraphs_out'])\n" + PEAK,
     "stream": "from helpers import clean; import sys\n"
-              "clean.clean_jsonl(sys.argv[1], sys.argv[2])\n" + PEAK,
+              "report, _ = clean.clean_jsonl(sys.argv[1], sys.argv[2])\n"
+              "print(report.duplicate_index_bytes, report.totals['paragraphs_out'])\n" + PEAK,
+    # chapter 03 on the same grown corpus (articles as chapter 01 writes them: pairing reads that schema)
+    "pairs-list": "from helpers import dump, pairs; import sys\n"
+                  "kept, _ = pairs.dedupe_pairs(pairs.make_pairs(dump.read_jsonl(sys.argv[1])))\n"
+                  "splits = pairs.split_by_article(kept)\n"
+                  "pairs.save_pairs(splits, sys.argv[2])\n"
+                  "print(12 * len(kept), sum(map(len, splits.values())))\n" + PEAK,
+    "pairs": "from helpers import pairs; import sys\n"
+             "counts = pairs.pairs_jsonl(sys.argv[1], sys.argv[2])\n"
+             "print(12 * sum(counts['rows'].values()), sum(counts['rows'].values()))\n" + PEAK,
 }
 
 
@@ -73,18 +108,24 @@ def build_corpus(articles: int) -> Path:
 
 
 def run(mode: str, source: Path) -> dict:
-    out = source.with_name(f"{source.stem}.{mode}.clean.jsonl")
+    out = source.with_name(f"{source.stem}.{mode}.pairs" if mode.startswith("pairs") else f"{source.stem}.{mode}.clean.jsonl")
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", CLEAN[mode], str(source), str(out)], cwd=REPO_ROOT,
+    done = subprocess.run([sys.executable, "-c", ANON + CLEAN[mode], str(source), str(out)], cwd=REPO_ROOT,
                           capture_output=True, text=True)
     seconds = time.perf_counter() - started
     if done.returncode != 0:
         raise RuntimeError(done.stderr[-3000:])
-    peak_kib = int(done.stdout.split()[-1])
-    lines = sum(1 for _ in open(out, encoding="utf-8"))
-    out.unlink()
-    return {"seconds": round(seconds, 1), "peak_rss_mib": round(peak_kib / 1024, 1), "articles_out": lines,
+    index_bytes, paragraphs, anon_kib, peak_kib = (int(word) for word in done.stdout.split()[-4:])
+    if out.is_dir():  # chapter 03's folder: the split files and the DatasetDict
+        lines = sum(1 for split in out.glob("*.jsonl") for _ in open(split, encoding="utf-8"))
+        shutil.rmtree(out)
+    else:
+        lines = sum(1 for _ in open(out, encoding="utf-8"))
+        out.unlink()
+    return {"seconds": round(seconds, 1), "peak_rss_mib": round(peak_kib / 1024, 1), "rows_out": lines,
+            "paragraphs_or_pairs_out": paragraphs, "index_mib": round(index_bytes / 2**20, 1),
+            "peak_anon_mib": round(anon_kib / 1024, 1), "anon_less_index_mib": round(anon_kib / 1024 - index_bytes / 2**20, 1),
             "cpu_seconds": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime - before.ru_utime, 1)}
 
 
