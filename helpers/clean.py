@@ -441,6 +441,11 @@ def drop_lists(text: str, max_list_line_share: float = 0.5) -> str:
 # --- corpus-level duplicate detection -------------------------------------------------------
 
 
+def text_hash(text: str, nbytes: int = 8) -> int:
+    """``text``'s BLAKE2b hash as an integer of ``nbytes`` bytes: the keys of the duplicate filters."""
+    return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=nbytes).digest(), "little")
+
+
 def duplicate_key(text: str) -> int:
     """What two paragraphs share when they are exact duplicates: their words, case-folded, hashed.
 
@@ -449,7 +454,7 @@ def duplicate_key(text: str) -> int:
     share a key with a chance of about 1 in 160,000.
     """
     canonical = " ".join(re.findall(r"\w+", text.casefold()))
-    return int.from_bytes(hashlib.blake2b(canonical.encode("utf-8"), digest_size=8).digest(), "little")
+    return text_hash(canonical)
 
 
 class KeyIndex:
@@ -569,8 +574,7 @@ class NearDuplicateIndex:
     def shingle_hashes(self, text: str) -> np.ndarray:
         """The paragraph's shingles as sorted, distinct 32-bit hashes."""
         return np.unique(np.fromiter(
-            (int.from_bytes(hashlib.blake2b(s.encode("utf-8"), digest_size=4).digest(), "little")
-             for s in self.shingles(text)),
+            (text_hash(shingle, 4) for shingle in self.shingles(text)),
             dtype=np.uint32,
         ))
 

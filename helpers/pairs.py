@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import json
 import math
 import os
@@ -232,15 +231,14 @@ class DuplicateFilter:
     """
 
     def __init__(self):
-        from helpers.clean import KeyIndex
+        from helpers.clean import KeyIndex, text_hash
 
-        self._seen = KeyIndex()
+        self._seen, self._hash = KeyIndex(), text_hash
         self.kept = self.removed = 0
 
     def keep(self, pair: dict[str, Any]) -> bool:
         """True the first time this response comes; False (counted in ``removed``) after."""
-        digest = hashlib.blake2b(_normalized(pair["response"]).encode("utf-8"), digest_size=8).digest()
-        key = int.from_bytes(digest, "little")
+        key = self._hash(_normalized(pair["response"]))
         if self._seen.paragraphs([key]):
             self.removed += 1
             return False
@@ -554,7 +552,7 @@ def pairs_jsonl(
 
     def pairs_of_articles():
         for article in iter_jsonl(articles_path, required=("id", "title", "sections")):
-            yield from make_pairs([article], config, seed=None)
+            yield from make_pairs([article], config)
 
     if fractions is None:
         fractions = {"train": 0.8, "validation": 0.1, "test": 0.1}
