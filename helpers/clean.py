@@ -13,13 +13,17 @@ or symbols, not English, or duplicated (exactly or nearly). Every filter records
 """
 from __future__ import annotations
 
+import functools
 import hashlib
+import itertools
 import json
+import multiprocessing
 import re
 import unicodedata
 from array import array
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -246,6 +250,16 @@ class CleaningReport:
         stats.chars_removed += len(text)
         self._example(stats, title, text, detail)
 
+    def merge(self, later: CleaningReport) -> None:
+        """Add what ``later`` recorded after this report's last record (a worker's batch): the counts,
+        and its examples while a filter has room, so the examples are the first ones either way."""
+        for name, stats in later.filters.items():
+            mine = self.filters[name]
+            for counter in ("paragraphs_removed", "paragraphs_modified", "sections_removed", "articles_removed",
+                            "chars_removed"):
+                setattr(mine, counter, getattr(mine, counter) + getattr(stats, counter))
+            mine.examples.extend(stats.examples[: self.config.examples_per_filter - len(mine.examples)])
+
     def modified(self, name: str, title: str, before: str, after: str) -> None:
         stats = self.filters[name]
         stats.paragraphs_modified += 1
@@ -388,9 +402,8 @@ _WORD = re.compile(r"[^\W\d_]+(?:['’][^\W\d_]+)?")
 _ORDINARY_PUNCT = set(".,;:!?'\"()[]-–—’‘“”/%&")
 
 
-def _is_latin(ch: str) -> bool:
-    # Basic Latin to Latin Extended-B, and Latin Extended Additional (Vietnamese and the like).
-    return ch <= "\u024f" or "\u1e00" <= ch <= "\u1eff"
+# Outside Basic Latin to Latin Extended-B and Latin Extended Additional (Vietnamese and the like).
+_NOT_LATIN = re.compile(r"[^\u0000-\u024f\u1e00-\u1eff]")
 
 
 # --- lists and sentence ends (the list_like filter) -----------------------------------------
@@ -460,26 +473,36 @@ def duplicate_key(text: str) -> int:
 class KeyIndex:
     """Integer keys, each with the number of the paragraph it came from, kept compact as it grows.
 
-    The newest keys sit in a dict; every ``MERGE_AT`` of them become a sorted NumPy run (a key and
-    its paragraph in ``itemsize + 4`` bytes), and the last two runs merge while they are the same
-    size, like a binary counter, up to ``MAX_RUN`` keys: each key is copied a few times in all, and
-    growing never needs a second copy of the whole index.
+    The newest keys sit in a dict (to look up) and in two flat arrays (in the order they came);
+    every ``MERGE_AT`` of them become a sorted NumPy run (a key and its paragraph in
+    ``itemsize + 4`` bytes), and the last two runs merge while they are the same size, like a binary
+    counter, up to ``MAX_RUN`` keys: each key is copied a few times in all, and growing never needs
+    a second copy of the whole index.
     """
 
-    MERGE_AT = 100_000  # keys held in the dict (about 150 bytes each) before they make a sorted run
+    MERGE_AT = 100_000  # keys held in the dict (about 100 bytes each) before they make a sorted run
     MAX_RUN = 4_000_000  # keys in a run at most: merging two runs never copies more
 
     def __init__(self, dtype: type = np.uint64):
         self.dtype = np.dtype(dtype)
         self._runs: list[tuple[np.ndarray, np.ndarray]] = []  # (keys sorted, the paragraph of each key)
-        self._recent: dict[int, list[int]] = {}
-        self._recent_count = 0
+        self._recent: dict[int, int | list[int]] = {}  # key -> its paragraph, or its paragraphs if several
+        self._recent_keys = array(self.dtype.char)
+        self._recent_paragraphs = array("I")
 
     def add(self, keys: Iterable[int], paragraph: int) -> None:
+        keys = [int(key) for key in keys]
         for key in keys:
-            self._recent.setdefault(int(key), []).append(paragraph)
-            self._recent_count += 1
-        if self._recent_count >= self.MERGE_AT:
+            owners = self._recent.get(key)
+            if owners is None:
+                self._recent[key] = paragraph
+            elif isinstance(owners, int):
+                self._recent[key] = [owners, paragraph]
+            else:
+                owners.append(paragraph)
+        self._recent_keys.extend(keys)
+        self._recent_paragraphs.extend([paragraph] * len(keys))
+        if len(self._recent_keys) >= self.MERGE_AT:
             self._flush()
 
     def paragraphs(self, keys: Iterable[int]) -> set[int]:
@@ -487,32 +510,33 @@ class KeyIndex:
         keys = np.fromiter(keys, dtype=self.dtype)
         found: set[int] = set()
         for run_keys, run_paragraphs in self._runs:
-            left = np.searchsorted(run_keys, keys, side="left")
-            right = np.searchsorted(run_keys, keys, side="right")
-            for start, stop in zip(left.tolist(), right.tolist()):
-                if stop > start:
-                    found.update(run_paragraphs[start:stop].tolist())
+            left = run_keys.searchsorted(keys, side="left")
+            right = run_keys.searchsorted(keys, side="right")
+            held = right > left  # most keys are in no run: only the others go through Python
+            for start, stop in zip(left[held].tolist(), right[held].tolist()):
+                found.update(run_paragraphs[start:stop].tolist())
         for key in keys.tolist():
-            found.update(self._recent.get(key, ()))
+            owners = self._recent.get(key)
+            if owners is not None:
+                found.update([owners] if isinstance(owners, int) else owners)
         return found
 
     def nbytes(self) -> int:
         """Bytes the keys take in sorted runs, the newest (still in the dict, at most ``MERGE_AT``)
         counted as they will be once they make a run: what grows with the corpus."""
         in_runs = sum(keys.nbytes + paragraphs.nbytes for keys, paragraphs in self._runs)
-        return in_runs + self._recent_count * (self.dtype.itemsize + np.dtype(np.uint32).itemsize)
+        return in_runs + len(self._recent_keys) * (self.dtype.itemsize + np.dtype(np.uint32).itemsize)
 
     def run_sizes(self) -> list[int]:
         return [len(keys) for keys, _ in self._runs]
 
     def _flush(self) -> None:
-        keys = np.fromiter((key for key, owners in self._recent.items() for _ in owners), dtype=self.dtype,
-                           count=self._recent_count)
-        paragraphs = np.fromiter((owner for owners in self._recent.values() for owner in owners), dtype=np.uint32,
-                                 count=self._recent_count)
-        order = np.argsort(keys, kind="stable")
+        keys = np.frombuffer(self._recent_keys, dtype=self.dtype)
+        paragraphs = np.frombuffer(self._recent_paragraphs, dtype=np.uint32)
+        order = np.argsort(keys, kind="stable")  # a key's paragraphs stay in the order they came
         self._runs.append((keys[order], paragraphs[order]))
-        self._recent, self._recent_count = {}, 0
+        self._recent = {}
+        self._recent_keys, self._recent_paragraphs = array(self.dtype.char), array("I")
         while (len(self._runs) > 1 and len(self._runs[-2][0]) <= len(self._runs[-1][0])
                and len(self._runs[-2][0]) + len(self._runs[-1][0]) <= self.MAX_RUN):
             (keys_a, paragraphs_a), (keys_b, paragraphs_b) = self._runs.pop(-2), self._runs.pop()
@@ -593,11 +617,18 @@ class NearDuplicateIndex:
         start = self._ends[index - 1] if index and self._chunk_of[index - 1] == chunk else 0
         return self._chunks[chunk][start:end]
 
-    def query_and_add(self, text: str, label: str) -> tuple[str, float] | None:
-        """The label and Jaccard of the most similar earlier paragraph at or above the threshold
-        (the paragraph is then not added), or None (and the paragraph is added to the index)."""
+    def sketch(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+        """What the index needs of a paragraph: its shingle hashes and band keys. It depends on the
+        paragraph alone (and the seed), so worker processes compute it for the one that holds the index."""
         hashes = self.shingle_hashes(text)
-        keys = self._band_keys(hashes)
+        return hashes, self._band_keys(hashes)
+
+    def query_and_add(self, text: str, label: str, sketch: tuple[np.ndarray, np.ndarray] | None = None
+                      ) -> tuple[str, float] | None:
+        """The label and Jaccard of the most similar earlier paragraph at or above the threshold
+        (the paragraph is then not added), or None (and the paragraph is added to the index).
+        ``sketch``: ``self.sketch(text)`` when it was computed already."""
+        hashes, keys = sketch if sketch is not None else self.sketch(text)
         best: tuple[str, float] | None = None
         for candidate in sorted(self.band_keys.paragraphs(keys.tolist())):
             other = self._stored(candidate)
@@ -654,15 +685,18 @@ def clean_jsonl(
     *,
     sentence_tokenizer: PunktSentenceTokenizer | None = None,
     nltk_data_dir: Path | None = None,
+    processes: int = 1,
 ) -> tuple[CleaningReport, PunktSentenceTokenizer]:
     """:func:`clean_articles` from one JSONL file to another, one article in memory at a time.
 
     The file is read twice (once for the Punkt training text, once to clean), and ``out`` appears
     only when complete. What grows with the corpus is the duplicate index alone (a key per kept
-    paragraph, and its MinHash signature). Writes what ``clean_articles`` + ``save_articles`` write.
+    paragraph, and its MinHash signature). Writes what ``clean_articles`` + ``save_articles`` write,
+    with any number of ``processes`` (see :func:`clean_stream`).
     """
     cleaned, report, sentence_tokenizer = clean_stream(lambda: dump.iter_jsonl(source, required=("sections",)), config,
-                                                       sentence_tokenizer=sentence_tokenizer, nltk_data_dir=nltk_data_dir)
+                                                       sentence_tokenizer=sentence_tokenizer, nltk_data_dir=nltk_data_dir,
+                                                       processes=processes)
     save_articles(cleaned, out)
     return report, sentence_tokenizer
 
@@ -673,11 +707,19 @@ def clean_stream(
     *,
     sentence_tokenizer: PunktSentenceTokenizer | None = None,
     nltk_data_dir: Path | None = None,
+    processes: int = 1,
 ) -> tuple[Iterator[dict[str, Any]], CleaningReport, PunktSentenceTokenizer]:
     """The cleaning as a stream: the cleaned articles as they come, the report they fill in (its
     totals are set when the stream ends) and the Punkt model. ``read_articles()`` must give the
     articles afresh on each call: once for Punkt's training text (its first
-    ``config.punkt_training_chars`` characters), once to clean."""
+    ``config.punkt_training_chars`` characters), once to clean.
+
+    ``processes`` > 1 runs what each article needs alone (the repairs, the checks, the hashes of
+    its paragraphs) in that many worker processes, a batch of articles each, while this process
+    keeps the duplicate index and takes their results in the articles' order: the same articles and
+    the same report as one process."""
+    if processes < 1:
+        raise ValueError(f"processes must be at least 1, not {processes}")
     config = config or CleaningConfig()
     report = CleaningReport.empty(config)
     if sentence_tokenizer is None:
@@ -689,7 +731,7 @@ def clean_stream(
             data_dir=nltk_data_dir,
             max_chars=config.punkt_training_chars,
         )
-    return _cleaned(read_articles(), report, config, sentence_tokenizer), report, sentence_tokenizer
+    return _cleaned(read_articles(), report, config, sentence_tokenizer, processes), report, sentence_tokenizer
 
 
 def _repaired_sections(report: CleaningReport, config: CleaningConfig, article: dict[str, Any],
@@ -713,33 +755,111 @@ def _repaired_sections(report: CleaningReport, config: CleaningConfig, article: 
     return sections
 
 
+# One kept-so-far paragraph, as the duplicate filters need it: text, exact key, near-duplicate sketch
+Candidate = tuple[str, int, tuple[np.ndarray, np.ndarray]]
+
+
+class _ArticleFilters:
+    """The filters that look at one article alone: the repairs, the checks, and the keys and sketch
+    of each paragraph that passes them. Pickled to each worker process when there are several."""
+
+    def __init__(self, config: CleaningConfig, sentence_tokenizer: PunktSentenceTokenizer):
+        self.config, self.sentence_tokenizer = config, sentence_tokenizer
+        self.checks = paragraph_checks(config, sentence_tokenizer)
+        # An empty index with the run's hash functions: only its sketch() is used here.
+        self.sketcher = NearDuplicateIndex(config.near_duplicate_threshold, config.shingle_size, config.num_perm,
+                                           config.lsh_bands, config.seed)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"config": self.config, "sentence_tokenizer": self.sentence_tokenizer}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["config"], state["sentence_tokenizer"])
+
+    def __call__(self, article: dict[str, Any], report: CleaningReport, totals: Counter
+                 ) -> list[tuple[dict[str, Any], list[Candidate]]]:
+        """Each section with its paragraphs that passed, for the duplicate filters to decide."""
+        config, tokenizer, title = self.config, self.sentence_tokenizer, article.get("title", "")
+        outcomes = []
+        for section, paragraphs in zip(article["sections"], _repaired_sections(report, config, article, totals)):
+            passed = []
+            for text in paragraphs:
+                text = _transform(report, "list_like", title, text, lambda t: drop_lists(t, config.max_list_line_share))
+                if text is not None:
+                    text = _transform(report, "trim_long", title, text, lambda t: trim_long(t, config, tokenizer))
+                if text is not None:
+                    text = _transform(report, "fragment", title, text, lambda t: drop_fragment(t, tokenizer))
+                if text is None or _failed_check(report, self.checks, title, text):
+                    continue
+                passed.append((text, duplicate_key(text), self.sketcher.sketch(text)))
+            outcomes.append((section, passed))
+        return outcomes
+
+    def batch(self, articles: list[dict[str, Any]]) -> tuple[CleaningReport, Counter, list]:
+        """A worker's task: a batch of articles, with a report and counts of its own to merge."""
+        report, totals = CleaningReport.empty(self.config), Counter()
+        return report, totals, [self(article, report, totals) for article in articles]
+
+
+_worker_filters: _ArticleFilters | None = None  # in a worker process: its copy of the run's filters
+
+
+def _start_worker(filters: _ArticleFilters) -> None:
+    global _worker_filters
+    _worker_filters = filters
+
+
+def _filter_batch(articles: list[dict[str, Any]]) -> tuple[CleaningReport, Counter, list]:
+    return _worker_filters.batch(articles)
+
+
+_BATCH_ARTICLES = 16  # articles per worker task: enough to make each message worth sending
+
+
+def _filtered(articles: Iterable[dict[str, Any]], filters: _ArticleFilters, report: CleaningReport,
+              totals: Counter, processes: int) -> Iterator[tuple[dict[str, Any], list]]:
+    """Each article with its sections' candidates, in the articles' order; ``report`` and ``totals``
+    hold what the filters did up to it."""
+    if processes == 1:
+        for article in articles:
+            yield article, filters(article, report, totals)
+        return
+    articles = iter(articles)
+    # spawn: a fresh interpreter per worker, safe in a Jupyter kernel (fork copies its threads' locks)
+    with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_start_worker, initargs=(filters,)) as pool:
+        pending: deque = deque()  # tasks in the articles' order; a few per worker, so memory stays bounded
+        while True:
+            while len(pending) < 3 * processes and (batch := list(itertools.islice(articles, _BATCH_ARTICLES))):
+                pending.append((batch, pool.submit(_filter_batch, batch)))
+            if not pending:
+                return
+            batch, task = pending.popleft()
+            batch_report, batch_totals, outcomes = task.result()
+            report.merge(batch_report)
+            totals.update(batch_totals)
+            yield from zip(batch, outcomes)
+
+
 def _cleaned(articles: Iterable[dict[str, Any]], report: CleaningReport, config: CleaningConfig,
-             sentence_tokenizer: PunktSentenceTokenizer) -> Iterator[dict[str, Any]]:
+             sentence_tokenizer: PunktSentenceTokenizer, processes: int = 1) -> Iterator[dict[str, Any]]:
     """Pass 2: every filter over every paragraph, article by article; yields what stays."""
     near = NearDuplicateIndex(
         config.near_duplicate_threshold, config.shingle_size, config.num_perm, config.lsh_bands, config.seed
     )
     exact = KeyIndex(np.uint64)  # each kept paragraph's duplicate_key, with its number in ``near``
-    checks = paragraph_checks(config, sentence_tokenizer)
     totals = Counter()
-    for article in articles:
+    filters = _ArticleFilters(config, sentence_tokenizer)
+    for article, sections in _filtered(articles, filters, report, totals, processes):
         title = article.get("title", "")
         outcomes: list[tuple[dict[str, Any], list[str]]] = []
-        for section, paragraphs in zip(article["sections"], _repaired_sections(report, config, article, totals)):
+        for section, candidates in sections:
             kept = []
-            for text in paragraphs:
-                text = _transform(report, "list_like", title, text, lambda t: drop_lists(t, config.max_list_line_share))
-                if text is not None:
-                    text = _transform(report, "trim_long", title, text, lambda t: trim_long(t, config, sentence_tokenizer))
-                if text is not None:
-                    text = _transform(report, "fragment", title, text, lambda t: drop_fragment(t, sentence_tokenizer))
-                if text is None or _failed_check(report, checks, title, text):
-                    continue
-                key = duplicate_key(text)
+            for text, key, sketch in candidates:
                 if earlier := exact.paragraphs([key]):
                     report.removed("exact_duplicate", title, text, f"same as a paragraph of {near.labels[min(earlier)]!r}")
                     continue
-                match = near.query_and_add(text, title)
+                match = near.query_and_add(text, title, sketch)
                 if match is not None:
                     report.removed(
                         "near_duplicate", title, text,
@@ -823,12 +943,19 @@ def _section_removed(report: CleaningReport, name: str, title: str, section: dic
 # --- cutting at sentence boundaries (the trim_long and fragment filters) ----------------------
 
 
+@functools.lru_cache(maxsize=4)
+def sentence_spans(tokenizer: PunktSentenceTokenizer, text: str) -> tuple[tuple[int, int], ...]:
+    """Where ``text``'s sentences start and end, by Punkt. Kept for the last few texts: the fragment
+    filter and the short-sentences check split the same paragraph, and splitting is the slowest step."""
+    return tuple(tokenizer.span_tokenize(text))
+
+
 def trim_long(text: str, config: CleaningConfig, tokenizer: PunktSentenceTokenizer) -> str:
     """``text`` cut after the last sentence that ends within ``config.max_paragraph_chars``."""
     if len(text) <= config.max_paragraph_chars:
         return text
     end = 0
-    for start, stop in tokenizer.span_tokenize(text):
+    for start, stop in sentence_spans(tokenizer, text):
         if stop > config.max_paragraph_chars:
             break
         end = stop
@@ -838,7 +965,7 @@ def trim_long(text: str, config: CleaningConfig, tokenizer: PunktSentenceTokeniz
 
 def drop_fragment(text: str, tokenizer: PunktSentenceTokenizer) -> str:
     """``text`` without its trailing sentences that lack terminal punctuation (``""``: all of them did)."""
-    spans = list(tokenizer.span_tokenize(text))
+    spans = list(sentence_spans(tokenizer, text))
     while spans and not ends_sentence(text[spans[-1][0] : spans[-1][1]]):
         spans.pop()
     return text[: spans[-1][1]] if spans else ""
@@ -867,18 +994,21 @@ def paragraph_checks(config: CleaningConfig, tokenizer: PunktSentenceTokenizer) 
             return f"{len(text)} chars > {config.max_paragraph_chars}"
         return None
 
+    # The character counts run map() over the text (the loop in C): a space is neither letter, digit
+    # nor punctuation, so counting over the whole text counts over its visible characters.
     def alpha_ratio(text: str) -> str | None:
-        visible = [ch for ch in text if not ch.isspace()]
-        ratio = sum(ch.isalpha() for ch in visible) / max(1, len(visible))
+        visible = len(text) - sum(map(str.isspace, text))
+        ratio = sum(map(str.isalpha, text)) / max(1, visible)
         if ratio < config.min_alpha_ratio:
             return f"letters are {ratio:.0%} of characters < {config.min_alpha_ratio:.0%}"
         return None
 
     def digits_symbols(text: str) -> str | None:
-        visible = [ch for ch in text if not ch.isspace()]
-        n = max(1, len(visible))
-        digits = sum(ch.isdigit() for ch in visible) / n
-        symbols = sum(1 for ch in visible if not ch.isalnum() and ch not in _ORDINARY_PUNCT) / n
+        visible = len(text) - sum(map(str.isspace, text))
+        n = max(1, visible)
+        digits = sum(map(str.isdigit, text)) / n
+        # symbols: visible, neither letter nor digit, not ordinary punctuation
+        symbols = (visible - sum(map(str.isalnum, text)) - sum(map(_ORDINARY_PUNCT.__contains__, text))) / n
         if digits > config.max_digit_ratio:
             return f"digits are {digits:.0%} of characters > {config.max_digit_ratio:.0%}"
         if symbols > config.max_symbol_ratio:
@@ -886,16 +1016,17 @@ def paragraph_checks(config: CleaningConfig, tokenizer: PunktSentenceTokenizer) 
         return None
 
     def short_sentences(text: str) -> str | None:
-        sentences = tokenizer.tokenize(text)
+        sentences = len(sentence_spans(tokenizer, text))
         words = len(_WORD.findall(text))
-        mean = words / max(1, len(sentences))
+        mean = words / max(1, sentences)
         if mean < config.min_words_per_sentence:
             return f"{mean:.1f} words per sentence < {config.min_words_per_sentence}"
         return None
 
     def not_english(text: str) -> str | None:
-        letters = [ch for ch in text if ch.isalpha()]
-        latin = sum(1 for ch in letters if _is_latin(ch)) / max(1, len(letters))
+        letters = sum(map(str.isalpha, text))
+        non_latin = sum(map(str.isalpha, _NOT_LATIN.findall(text)))
+        latin = (letters - non_latin) / max(1, letters)
         if latin < 0.8:
             return f"only {latin:.0%} of letters are Latin script"
         words = [word.casefold() for word in _WORD.findall(text)]
@@ -947,12 +1078,14 @@ def article_diff(before: dict[str, Any], after: dict[str, Any], *, max_sections:
     lines = []
     for section in before["sections"][:max_sections]:
         lines.append(f"=== {section['heading'] or '(lead section)'} ===")
-        lines.append("BEFORE: " + _snippet(section["text"], width))
+        lines.append("BEFORE: " + (_snippet(section["text"], width) or "(a heading without text of its own)"))
         text = kept.get((section["heading"], section["level"]))
         if text is None:
             shown = "(section removed)"
         elif not text and section["text"]:
             shown = "(heading kept for its subsections, text removed)"
+        elif not text:
+            shown = "(heading kept for its subsections)"
         else:
             shown = _snippet(text, width)
         lines.append("AFTER:  " + shown)

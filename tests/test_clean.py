@@ -181,6 +181,25 @@ def test_report_table_dict_and_plot(cleaned):
     assert len(ax.patches) == 2 * len(clean.FILTERS)
 
 
+def test_article_diff_says_what_became_of_each_section(tiny_articles, cleaned):
+    for before in tiny_articles:
+        after = next((a for a in cleaned.articles if a["id"] == before["id"]), {"sections": []})
+        diff = clean.article_diff(before, after, max_sections=len(before["sections"]))
+        assert diff.count("BEFORE: ") == diff.count("AFTER:  ") == len(before["sections"])
+        assert not any(line in ("BEFORE: ", "AFTER:  ") for line in diff.splitlines())  # never a blank side
+    paragraph = next(p for p in clean.iter_paragraphs(cleaned.articles) if len(p) > 300)
+    article = {"id": 1, "title": "Outline", "sections": [
+        {"heading": "History", "level": 2, "text": ""},
+        {"heading": "Early years", "level": 3, "text": paragraph},
+        {"heading": "See also", "level": 2, "text": "Short."},
+    ]}
+    result = clean.clean_articles([article], sentence_tokenizer=cleaned.sentence_tokenizer)
+    diff = clean.article_diff(article, result.articles[0])
+    assert "=== History ===\nBEFORE: (a heading without text of its own)\nAFTER:  (heading kept for its subsections)" in diff
+    assert f"AFTER:  {clean._snippet(paragraph, 400)}" in diff
+    assert "=== See also ===\nBEFORE: Short.\nAFTER:  (section removed)" in diff
+
+
 def test_save_and_read_back(clean_articles, tmp_path):
     path = clean.save_articles(clean_articles, tmp_path / "02_cleaning" / "articles.jsonl")
     assert dump.read_jsonl(path) == clean_articles
@@ -405,6 +424,35 @@ def test_clean_jsonl_writes_what_clean_articles_writes(tmp_path, tiny_articles, 
     clean.save_articles(cleaned.articles, tmp_path / "listed.jsonl")
     assert (tmp_path / "streamed.jsonl").read_bytes() == (tmp_path / "listed.jsonl").read_bytes()
     assert report.as_dict() == cleaned.report.as_dict()
+
+
+def test_several_processes_write_what_one_writes(tmp_path, monkeypatch, tiny_articles, cleaned, good_paragraphs):
+    # Copies of earlier paragraphs at the end, so the duplicate filters (in this process) must see what
+    # every earlier batch (in the workers) let through; small batches, so the report merges many.
+    planted = tiny_articles + [
+        _article("Planted copies", good_paragraphs[3], _edited(good_paragraphs[5], 30), article_id=10**9),
+        _article("Planted copy alone", good_paragraphs[4].upper(), article_id=10**9 + 1),
+    ]
+    source = tmp_path / "articles.jsonl"
+    clean.save_articles(planted, source)
+    monkeypatch.setattr(clean, "_BATCH_ARTICLES", 3)
+    one, _ = clean.clean_jsonl(source, tmp_path / "one.jsonl", sentence_tokenizer=cleaned.sentence_tokenizer)
+    two, _ = clean.clean_jsonl(source, tmp_path / "two.jsonl", sentence_tokenizer=cleaned.sentence_tokenizer,
+                               processes=2)
+    assert (tmp_path / "two.jsonl").read_bytes() == (tmp_path / "one.jsonl").read_bytes()
+    assert two.as_dict() == one.as_dict()
+    assert two.filters["exact_duplicate"].paragraphs_removed == 2
+    assert two.filters["near_duplicate"].paragraphs_removed == 1
+    assert two.filters["empty_article"].articles_removed == 2  # both planted articles held only copies
+    # the filter that acted most, in many batches, kept its first examples only, as one process does
+    busiest = max(two.filters.values(), key=lambda stats: stats.paragraphs_removed + stats.paragraphs_modified)
+    assert busiest.paragraphs_removed + busiest.paragraphs_modified > 10
+    assert len(busiest.examples) == clean.CleaningConfig().examples_per_filter
+    assert [line["title"] for line in dump.read_jsonl(tmp_path / "one.jsonl")] == \
+        [article["title"] for article in cleaned.articles]
+    with pytest.raises(ValueError, match="processes must be at least 1"):
+        clean.clean_jsonl(source, tmp_path / "none.jsonl", processes=0)
+    assert not (tmp_path / "none.jsonl").exists()
 
 
 def test_the_stream_holds_one_article_at_a_time(tiny_articles, cleaned):
