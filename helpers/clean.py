@@ -481,7 +481,11 @@ class KeyIndex:
     """
 
     MERGE_AT = 100_000  # keys held in the dict (about 100 bytes each) before they make a sorted run
-    MAX_RUN = 4_000_000  # keys in a run at most: merging two runs never copies more
+    # Keys in a run at most: merging two runs never copies more (512 MB of 32-bit keys with their
+    # paragraphs). Every lookup searches every run, and in a large run nearly every step of the
+    # search misses the CPU's cache (the keys are hashes): runs must stay few. With 4 million keys
+    # at most, chapter 02's 48 million band keys at 10x the colab slice made 15 runs.
+    MAX_RUN = 64_000_000
 
     def __init__(self, dtype: type = np.uint64):
         self.dtype = np.dtype(dtype)
