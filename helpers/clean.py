@@ -476,13 +476,13 @@ class KeyIndex:
     The newest keys sit in a dict (to look up) and in two flat arrays (in the order they came);
     every ``MERGE_AT`` of them become a sorted NumPy run (a key and its paragraph in
     ``itemsize + 4`` bytes), and the last two runs merge while they are the same size, like a binary
-    counter, up to ``MAX_RUN`` keys: each key is copied a few times in all, and growing never needs
-    a second copy of the whole index.
+    counter, up to ``MAX_RUN`` keys: each key is copied a few times in all, and a merge copies at
+    most ``MAX_RUN`` keys, however large the index grows.
     """
 
     MERGE_AT = 100_000  # keys held in the dict (about 100 bytes each) before they make a sorted run
-    # Keys in a run at most: merging two runs never copies more (512 MB of 32-bit keys with their
-    # paragraphs). Every lookup searches every run, and in a large run nearly every step of the
+    # Keys in a run at most: merging two runs never copies more (with 32-bit keys, 512 MB for the
+    # merged run, and the newer run's places, 8 bytes a key, while it lasts). Every lookup searches every run, and in a large run nearly every step of the
     # search misses the CPU's cache (the keys are hashes): runs must stay few. With 4 million keys
     # at most, chapter 02's 48 million band keys at 10x the colab slice made 15 runs.
     MAX_RUN = 64_000_000
@@ -543,10 +543,20 @@ class KeyIndex:
         self._recent_keys, self._recent_paragraphs = array(self.dtype.char), array("I")
         while (len(self._runs) > 1 and len(self._runs[-2][0]) <= len(self._runs[-1][0])
                and len(self._runs[-2][0]) + len(self._runs[-1][0]) <= self.MAX_RUN):
-            (keys_a, paragraphs_a), (keys_b, paragraphs_b) = self._runs.pop(-2), self._runs.pop()
-            keys, paragraphs = np.concatenate([keys_a, keys_b]), np.concatenate([paragraphs_a, paragraphs_b])
-            order = np.argsort(keys, kind="stable")
-            self._runs.append((keys[order], paragraphs[order]))
+            self._runs.append(_merged(self._runs.pop(-2), self._runs.pop()))
+
+
+def _merged(older: tuple[np.ndarray, np.ndarray], newer: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Two sorted runs as one, a key's older paragraphs first. Each newer key goes after the older
+    keys up to it: no sort of the whole, and no array of positions for the older keys."""
+    (keys_a, paragraphs_a), (keys_b, paragraphs_b) = older, newer
+    places_b = keys_a.searchsorted(keys_b, side="right") + np.arange(len(keys_b))
+    from_a = np.ones(len(keys_a) + len(keys_b), dtype=bool)
+    from_a[places_b] = False
+    keys, paragraphs = np.empty(len(from_a), dtype=keys_a.dtype), np.empty(len(from_a), dtype=paragraphs_a.dtype)
+    keys[places_b], paragraphs[places_b] = keys_b, paragraphs_b
+    keys[from_a], paragraphs[from_a] = keys_a, paragraphs_a
+    return keys, paragraphs
 
 
 class NearDuplicateIndex:

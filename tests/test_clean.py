@@ -6,6 +6,7 @@ import json
 
 import matplotlib
 import nltk
+import numpy as np
 import pytest
 
 from helpers import clean, dump, nltk_offline
@@ -259,6 +260,18 @@ def test_exact_duplicates_are_found_in_the_sorted_runs_as_in_the_dict(monkeypatc
     assert least <= in_runs.report.duplicate_index_bytes <= least + 4 * 64 * len(kept)
     # with one large chunk nothing is left unused between chunks: the bytes are exactly the paragraphs' cost
     assert in_dict.report.duplicate_index_bytes == least
+
+
+def test_merging_two_runs_gives_the_stable_sort_of_both():
+    rng = np.random.default_rng(0)
+    for _ in range(200):  # few distinct keys, so most keys repeat within and across the runs
+        older, newer = (np.sort(rng.integers(0, 50, rng.integers(0, 40)).astype(np.uint32)) for _ in range(2))
+        older_paragraphs = rng.integers(0, 1000, len(older)).astype(np.uint32)
+        newer_paragraphs = rng.integers(1000, 2000, len(newer)).astype(np.uint32)
+        keys, paragraphs = clean._merged((older, older_paragraphs), (newer, newer_paragraphs))
+        order = np.argsort(np.concatenate([older, newer]), kind="stable")
+        assert keys.tolist() == np.concatenate([older, newer])[order].tolist()
+        assert paragraphs.tolist() == np.concatenate([older_paragraphs, newer_paragraphs])[order].tolist()
 
 
 def test_planted_near_duplicate_is_removed(cleaned, clean_articles, good_paragraphs):
