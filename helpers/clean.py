@@ -482,9 +482,10 @@ class KeyIndex:
 
     MERGE_AT = 100_000  # keys held in the dict (about 100 bytes each) before they make a sorted run
     # Keys in a run at most: merging two runs never copies more (with 32-bit keys, 512 MB for the
-    # merged run, and the newer run's places, 8 bytes a key, while it lasts). Every lookup searches every run, and in a large run nearly every step of the
-    # search misses the CPU's cache (the keys are hashes): runs must stay few. With 4 million keys
-    # at most, chapter 02's 48 million band keys at 10x the colab slice made 15 runs.
+    # merged run, and the newer run's places, 8 bytes a key, while it lasts). Every lookup searches
+    # every run, and in a large run nearly every step of the search misses the CPU's cache (the keys
+    # are hashes): runs must stay few. With 4 million keys at most, chapter 02's 48 million band
+    # keys at 10x the colab slice made 15 runs.
     MAX_RUN = 64_000_000
 
     def __init__(self, dtype: type = np.uint64):
