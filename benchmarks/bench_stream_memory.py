@@ -26,9 +26,9 @@ from the kernel by that process itself (``ru_maxrss``):
 
 The pairing reads the grown corpus itself (chapter 01's schema, which chapter 02 keeps). Beside the
 peak, each record has the duplicate index's own arrays when the work ended (cleaning:
-``CleaningReport.duplicate_index_bytes``; pairing: ``pairs.DuplicateFilter``'s response keys, 12 bytes
-a kept pair) and the peak of anonymous memory (sampled) less them: the part that must stay flat.
-With ``--processes N`` (stream mode), ``clean_jsonl`` runs its per-article filters in N worker
+``CleaningReport.duplicate_index_bytes``; pairing: ``pairs_jsonl``'s ``duplicate_index_bytes``, the
+response keys' table; the lists mode counts 12 bytes a kept pair) and the peak of anonymous memory (sampled) less them: the part that must stay flat.
+With ``--processes N`` or a list such as ``1,2,4,8,16`` (stream mode), ``clean_jsonl`` runs its per-article filters in N worker
 processes; the record adds the largest worker's peak RSS and the main process's own CPU seconds
 (the part that does not spread: reading, the duplicate index, writing).
 
@@ -92,7 +92,7 @@ CLEAN = {
                   "print(12 * len(kept), sum(map(len, splits.values())))\n" + PEAK,
     "pairs": "from helpers import pairs; import sys\n"
              "counts = pairs.pairs_jsonl(sys.argv[1], sys.argv[2])\n"
-             "print(12 * sum(counts['rows'].values()), sum(counts['rows'].values()))\n" + PEAK,
+             "print(counts['duplicate_index_bytes'], sum(counts['rows'].values()))\n" + PEAK,
 }
 
 
@@ -131,7 +131,8 @@ def run(mode: str, source: Path, processes: int) -> dict:
     script = source.with_name(f"{source.stem}.{mode}.py")  # a file: spawned workers re-import the main module
     script.write_text(_main_only(ANON + CLEAN[mode]))
     done = subprocess.run([sys.executable, str(script), str(source), str(out), str(processes)], cwd=REPO_ROOT,
-                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+                          capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))})
     seconds = time.perf_counter() - started
     script.unlink()
     if done.returncode != 0:
@@ -155,18 +156,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--articles", default="5000", help="corpus sizes, e.g. 5000,50000 (the colab slice is 5,000)")
     parser.add_argument("--mode", choices=sorted(CLEAN), default="stream")
-    parser.add_argument("--processes", type=int, default=1,
-                        help="stream mode: clean_jsonl's processes (the workers' peak is recorded beside the main one)")
+    parser.add_argument("--processes", default="1",
+                        help="stream mode: clean_jsonl's processes, e.g. 1,2,4,8,16 (the workers' peak is recorded beside the main one)")
     args = parser.parse_args(argv)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     for articles in [int(n) for n in args.articles.split(",")]:
         source = build_corpus(articles)
-        # one size per process: ru_maxrss of RUSAGE_CHILDREN is the largest child's, so each size runs alone
-        record = {"mode": args.mode, "articles": articles, "input_mb": round(source.stat().st_size / 1e6, 1),
-                  **run(args.mode, source, args.processes), "machine": f"{platform.node()} ({os.cpu_count()} cores)"}
-        print(json.dumps(record), flush=True)
-        with RESULTS.open("a") as handle:
-            handle.write(json.dumps(record) + "\n")
+        for processes in [int(n) for n in args.processes.split(",")]:
+            # one run per process: ru_maxrss of RUSAGE_CHILDREN is the largest child's, so each runs alone
+            record = {"mode": args.mode, "articles": articles, "input_mb": round(source.stat().st_size / 1e6, 1),
+                      **run(args.mode, source, processes), "machine": f"{platform.node()} ({os.cpu_count()} cores)"}
+            print(json.dumps(record), flush=True)
+            with RESULTS.open("a") as handle:
+                handle.write(json.dumps(record) + "\n")
     return 0
 
 

@@ -471,93 +471,118 @@ def duplicate_key(text: str) -> int:
 
 
 class KeyIndex:
-    """Integer keys, each with the number of the paragraph it came from, kept compact as it grows.
+    """Integer keys (hashes), each with the number of the paragraph it came from, in a hash table of
+    two NumPy arrays: a lookup reads one short stretch of memory a key, however large the index grows.
 
-    The newest keys sit in a dict (to look up) and in two flat arrays (in the order they came);
-    every ``MERGE_AT`` of them become a sorted NumPy run (a key and its paragraph in
-    ``itemsize + 4`` bytes), and the last two runs merge while they are the same size, like a binary
-    counter, up to ``MAX_RUN`` keys: each key is copied a few times in all, and a merge copies at
-    most ``MAX_RUN`` keys, however large the index grows.
+    Open addressing with linear probing: a key's home slot is its top bits (the table has a power
+    of two slots), and it goes in the first empty slot from there, so the entries of a key lie
+    between its home and the next empty slot (nothing is ever removed). A lookup reads ``WINDOW``
+    slots from each key's home in one gather, and reads on only for a key whose window holds no
+    empty slot. Key 0 marks an empty slot, so a key 0 is stored as 1 (for a hash: one more
+    collision in 2**bits).
+
+    The table doubles when half full: 2 to 4 slots a key (16 to 32 bytes a 32-bit key with its
+    paragraph). Fuller tables make long runs of taken slots, and a lookup then walks them key by key
+    (at three quarters full, 9x slower, measured in benchmarks/README.md).
     """
 
-    MERGE_AT = 100_000  # keys held in the dict (about 100 bytes each) before they make a sorted run
-    # Keys in a run at most: merging two runs never copies more (with 32-bit keys, 512 MB for the
-    # merged run, and the newer run's places, 8 bytes a key, while it lasts). Every lookup searches
-    # every run, and in a large run nearly every step of the search misses the CPU's cache (the keys
-    # are hashes): runs must stay few. With 4 million keys at most, chapter 02's 48 million band
-    # keys at 10x the colab slice made 15 runs.
-    MAX_RUN = 64_000_000
+    WINDOW = 16  # slots a lookup reads from each key's home: 64 bytes of 32-bit keys
+    MAX_LOAD = 0.5
+    INITIAL_CAPACITY = 1 << 16
+    _GROW_CHUNK = 1 << 20  # slots moved at a time when the table doubles: bounded temporaries
 
     def __init__(self, dtype: type = np.uint64):
+        if self.INITIAL_CAPACITY & (self.INITIAL_CAPACITY - 1):
+            raise ValueError(f"KeyIndex.INITIAL_CAPACITY must be a power of two, not {self.INITIAL_CAPACITY}")
         self.dtype = np.dtype(dtype)
-        self._runs: list[tuple[np.ndarray, np.ndarray]] = []  # (keys sorted, the paragraph of each key)
-        self._recent: dict[int, int | list[int]] = {}  # key -> its paragraph, or its paragraphs if several
-        self._recent_keys = array(self.dtype.char)
-        self._recent_paragraphs = array("I")
+        self._steps = np.arange(self.WINDOW)
+        self._count = 0
+        self._allocate(self.INITIAL_CAPACITY)
+
+    def __len__(self) -> int:
+        return self._count
 
     def add(self, keys: Iterable[int], paragraph: int) -> None:
-        keys = [int(key) for key in keys]
-        for key in keys:
-            owners = self._recent.get(key)
-            if owners is None:
-                self._recent[key] = paragraph
-            elif isinstance(owners, int):
-                self._recent[key] = [owners, paragraph]
-            else:
-                owners.append(paragraph)
-        self._recent_keys.extend(keys)
-        self._recent_paragraphs.extend([paragraph] * len(keys))
-        if len(self._recent_keys) >= self.MERGE_AT:
-            self._flush()
+        keys = self._stored(keys)
+        if self._count + len(keys) > self.MAX_LOAD * self._capacity:
+            self._grow(self._count + len(keys))
+        rows, window = self._windows(keys)
+        empty = window == 0
+        slots = rows[np.arange(len(keys)), empty.argmax(axis=1)]
+        # Usually each key has an empty slot in its window, and no two keys want the same one.
+        if empty.any(axis=1).all() and len(set(slots.tolist())) == len(slots):
+            self._keys[slots] = keys
+            self._paragraphs[slots] = paragraph
+        else:
+            self._place(keys, np.full(len(keys), paragraph, dtype=np.uint32))
+        self._count += len(keys)
 
     def paragraphs(self, keys: Iterable[int]) -> set[int]:
         """The paragraphs that hold any of ``keys``."""
-        keys = np.fromiter(keys, dtype=self.dtype)
-        found: set[int] = set()
-        for run_keys, run_paragraphs in self._runs:
-            left = run_keys.searchsorted(keys, side="left")
-            right = run_keys.searchsorted(keys, side="right")
-            held = right > left  # most keys are in no run: only the others go through Python
-            for start, stop in zip(left[held].tolist(), right[held].tolist()):
-                found.update(run_paragraphs[start:stop].tolist())
-        for key in keys.tolist():
-            owners = self._recent.get(key)
-            if owners is not None:
-                found.update([owners] if isinstance(owners, int) else owners)
+        keys = self._stored(keys)
+        rows, window = self._windows(keys)
+        found = set(self._paragraphs[rows[window == keys[:, None]]].tolist())
+        open_end = (window == 0).any(axis=1)
+        for key, last in zip(keys[~open_end].tolist(), rows[~open_end, -1].tolist()):
+            slot = (last + 1) % self._capacity
+            while (held := int(self._keys[slot])) != 0:  # the key's entries may go on past its window
+                if held == key:
+                    found.add(int(self._paragraphs[slot]))
+                slot = (slot + 1) % self._capacity
         return found
 
     def nbytes(self) -> int:
-        """Bytes the keys take in sorted runs, the newest (still in the dict, at most ``MERGE_AT``)
-        counted as they will be once they make a run: what grows with the corpus."""
-        in_runs = sum(keys.nbytes + paragraphs.nbytes for keys, paragraphs in self._runs)
-        return in_runs + len(self._recent_keys) * (self.dtype.itemsize + np.dtype(np.uint32).itemsize)
+        """Bytes the table's two arrays take (empty slots included): what grows with the corpus."""
+        return self._keys.nbytes + self._paragraphs.nbytes
 
-    def run_sizes(self) -> list[int]:
-        return [len(keys) for keys, _ in self._runs]
+    def _allocate(self, capacity: int) -> None:
+        self._capacity = capacity
+        self._home_shift = self.dtype.type(max(0, 8 * self.dtype.itemsize - capacity.bit_length() + 1))
+        self._keys = np.zeros(capacity, dtype=self.dtype)
+        self._paragraphs = np.zeros(capacity, dtype=np.uint32)
 
-    def _flush(self) -> None:
-        keys = np.frombuffer(self._recent_keys, dtype=self.dtype)
-        paragraphs = np.frombuffer(self._recent_paragraphs, dtype=np.uint32)
-        order = np.argsort(keys, kind="stable")  # a key's paragraphs stay in the order they came
-        self._runs.append((keys[order], paragraphs[order]))
-        self._recent = {}
-        self._recent_keys, self._recent_paragraphs = array(self.dtype.char), array("I")
-        while (len(self._runs) > 1 and len(self._runs[-2][0]) <= len(self._runs[-1][0])
-               and len(self._runs[-2][0]) + len(self._runs[-1][0]) <= self.MAX_RUN):
-            self._runs.append(_merged(self._runs.pop(-2), self._runs.pop()))
+    def _stored(self, keys: Iterable[int]) -> np.ndarray:
+        if not isinstance(keys, np.ndarray) or keys.dtype != self.dtype:
+            keys = np.fromiter(keys, dtype=self.dtype)
+        return np.maximum(keys, self.dtype.type(1))
 
+    def _homes(self, keys: np.ndarray) -> np.ndarray:
+        return (keys >> self._home_shift).astype(np.intp)
 
-def _merged(older: tuple[np.ndarray, np.ndarray], newer: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Two sorted runs as one, a key's older paragraphs first. Each newer key goes after the older
-    keys up to it: no sort of the whole, and no array of positions for the older keys."""
-    (keys_a, paragraphs_a), (keys_b, paragraphs_b) = older, newer
-    places_b = keys_a.searchsorted(keys_b, side="right") + np.arange(len(keys_b))
-    from_a = np.ones(len(keys_a) + len(keys_b), dtype=bool)
-    from_a[places_b] = False
-    keys, paragraphs = np.empty(len(from_a), dtype=keys_a.dtype), np.empty(len(from_a), dtype=paragraphs_a.dtype)
-    keys[places_b], paragraphs[places_b] = keys_b, paragraphs_b
-    keys[from_a], paragraphs[from_a] = keys_a, paragraphs_a
-    return keys, paragraphs
+    def _windows(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each key's ``WINDOW`` slots from its home (wrapping at the end) and the keys held there."""
+        rows = self._homes(keys)[:, None] + self._steps
+        rows &= self._capacity - 1
+        return rows, self._keys[rows]
+
+    def _place(self, keys: np.ndarray, paragraphs: np.ndarray) -> None:
+        """Any number of keys, slot by slot: of the keys that reach an empty slot together, the first
+        takes it, and the others go on to the next slot with the keys that found theirs taken."""
+        slots = self._homes(keys)
+        waiting = np.arange(len(keys))
+        while waiting.size:
+            at = slots[waiting]
+            free = np.flatnonzero(self._keys[at] == 0)
+            _, first = np.unique(at[free], return_index=True)
+            taking = free[first]
+            winners = waiting[taking]
+            self._keys[slots[winners]] = keys[winners]
+            self._paragraphs[slots[winners]] = paragraphs[winners]
+            placed = np.zeros(len(waiting), dtype=bool)
+            placed[taking] = True
+            waiting = waiting[~placed]
+            slots[waiting] = (slots[waiting] + 1) & (self._capacity - 1)
+
+    def _grow(self, needed: int) -> None:
+        capacity = self._capacity
+        while needed > self.MAX_LOAD * capacity:
+            capacity *= 2
+        old_keys, old_paragraphs = self._keys, self._paragraphs
+        self._allocate(capacity)
+        for start in range(0, len(old_keys), self._GROW_CHUNK):
+            keys = old_keys[start : start + self._GROW_CHUNK]
+            taken = keys != 0
+            self._place(keys[taken], old_paragraphs[start : start + self._GROW_CHUNK][taken])
 
 
 class NearDuplicateIndex:
@@ -570,10 +595,12 @@ class NearDuplicateIndex:
 
     It is the one part of chapter 02's cleaning that grows with the corpus, so it is kept compact:
     a shingle is stored as a 32-bit hash (4 bytes), in fixed-size NumPy chunks that are never copied
-    as they fill, and each band key as a 32-bit hash in a :class:`KeyIndex` (8 bytes with its
-    paragraph's number). Two paragraphs of 100 shingles each share a spurious 32-bit shingle hash
-    with a chance of about 1 in 400,000 (a Jaccard off by about 0.01 then); two band keys that
-    collide only add a candidate, which the Jaccard check then turns away.
+    as they fill, and each band key as a 32-bit hash in a :class:`KeyIndex` (with its paragraph's
+    number and the table's empty slots, 16 to 32 bytes). Two paragraphs of 100 shingles each share a
+    spurious 32-bit shingle hash with a chance of about 1 in 400,000 (a Jaccard off by about 0.01
+    then); two band keys that collide only add a candidate, which the Jaccard check then turns away
+    (with N band keys indexed, a key meets a stranger's with a chance of N / 2**32: 1% at 10x the
+    colab slice's 5 million).
     """
 
     _PRIME = (1 << 31) - 1  # a*x + b stays below 2**63 for 31-bit a, b, x
@@ -645,7 +672,7 @@ class NearDuplicateIndex:
         ``sketch``: ``self.sketch(text)`` when it was computed already."""
         hashes, keys = sketch if sketch is not None else self.sketch(text)
         best: tuple[str, float] | None = None
-        for candidate in sorted(self.band_keys.paragraphs(keys.tolist())):
+        for candidate in sorted(self.band_keys.paragraphs(keys)):
             other = self._stored(candidate)
             shared = len(np.intersect1d(hashes, other, assume_unique=True))
             jaccard = shared / (len(hashes) + len(other) - shared)
@@ -656,7 +683,7 @@ class NearDuplicateIndex:
         index = len(self.labels)
         self.labels.append(label)
         self._store(hashes)
-        self.band_keys.add(keys.tolist(), index)
+        self.band_keys.add(keys, index)
         return None
 
     def _store(self, hashes: np.ndarray) -> None:

@@ -226,8 +226,8 @@ class DuplicateFilter:
     """``dedupe_pairs``' rule one pair at a time, for a stream of pairs of any length.
 
     The key of a response is a 64-bit hash of its normalized text, held in a
-    :class:`helpers.clean.KeyIndex` (12 bytes a kept pair): two different responses among 15
-    million share a key with a chance of about 1 in 160,000.
+    :class:`helpers.clean.KeyIndex` (12 bytes a slot, 2 to 4 slots a kept pair): two different
+    responses among 15 million share a key with a chance of about 1 in 160,000.
     """
 
     def __init__(self):
@@ -245,6 +245,10 @@ class DuplicateFilter:
         self._seen.add([key], self.kept)
         self.kept += 1
         return True
+
+    def nbytes(self) -> int:
+        """Bytes the keys' table takes: what grows with the number of kept pairs."""
+        return self._seen.nbytes()
 
 
 # --- splitting by article ----------------------------------------------------------------------
@@ -541,9 +545,10 @@ def pairs_jsonl(
     JSONL file as it comes. The DatasetDict is then built from those files (``Dataset.from_json``:
     Arrow files on disk, not rows in memory). Writes what ``save_pairs(drop_special_token_pairs(
     split_by_article(dedupe_pairs(make_pairs(articles)))))`` writes; what grows with the corpus is
-    the duplicate keys (12 bytes a pair) and each article's split.
+    the duplicate keys (``duplicate_index_bytes``) and each article's split.
 
-    Returns the counts: ``pairs_made``, ``duplicates_removed``, ``special_token_pairs`` and ``rows`` per split.
+    Returns the counts: ``pairs_made``, ``duplicates_removed``, ``special_token_pairs``, ``rows`` per
+    split, and ``duplicate_index_bytes`` (what the duplicate keys' table takes).
     """
     import datasets
 
@@ -578,6 +583,7 @@ def pairs_jsonl(
             handles[name].write(_jsonl_line(pair))
             counts["rows"][name] += 1
     counts["duplicates_removed"] = duplicates.removed
+    counts["duplicate_index_bytes"] = duplicates.nbytes()
     _remove_other_splits(out_dir, names)
     cache = out_dir / ".arrow-cache"  # from_json's Arrow files, here rather than in the user's cache
     try:

@@ -237,41 +237,58 @@ def test_planted_exact_duplicates_are_removed(cleaned, clean_articles, good_para
     assert result.report.filters["empty_article"].articles_removed == 1
 
 
-def test_exact_duplicates_are_found_in_the_sorted_runs_as_in_the_dict(monkeypatch, cleaned, clean_articles,
-                                                                        good_paragraphs):
+def _table_slots(keys: int, initial: int) -> int:
+    """The slots a KeyIndex holding ``keys`` keys has: it doubles from ``initial`` to stay at most half full."""
+    slots = initial
+    while keys > slots // 2:
+        slots *= 2
+    return slots
+
+
+def test_exact_duplicates_are_found_after_the_tables_grow(monkeypatch, cleaned, clean_articles, good_paragraphs):
     planted = clean_articles + [_article("Planted copy", good_paragraphs[3], good_paragraphs[4].upper())]
-    in_dict = _clean_with(cleaned, planted)
-    monkeypatch.setattr(clean.KeyIndex, "MERGE_AT", 7)  # runs of 7 keys, merged up to 28: every key leaves the dict
-    monkeypatch.setattr(clean.KeyIndex, "MAX_RUN", 28)
+    roomy = _clean_with(cleaned, planted)
+    # Tables of 16 slots that double many times, and windows of 2 slots: most lookups read past their window.
+    monkeypatch.setattr(clean.KeyIndex, "INITIAL_CAPACITY", 16)
+    monkeypatch.setattr(clean.KeyIndex, "WINDOW", 2)
     monkeypatch.setattr(clean.NearDuplicateIndex, "_CHUNK", 64)  # shingle hashes in chunks of 64: little unused room
-    in_runs = _clean_with(cleaned, planted)
-    assert in_runs.articles == in_dict.articles == clean_articles
-    assert in_runs.report.as_dict() == in_dict.report.as_dict()
-    assert in_runs.report.filters["exact_duplicate"].paragraphs_removed == 2
-    # What each kept paragraph costs: its exact key and number (8 + 4 bytes), 32 band keys (4 + 4 each), where
-    # its shingle hashes are (4 + 4) and the hashes themselves (4 each).
+    grown = _clean_with(cleaned, planted)
+    assert grown.articles == roomy.articles == clean_articles
+    assert grown.report.as_dict() == roomy.report.as_dict()
+    assert grown.report.filters["exact_duplicate"].paragraphs_removed == 2
+    # What the kept paragraphs cost: a table of exact keys (8 + 4 bytes a slot), one of their 32 band keys
+    # each (4 + 4), where each one's shingle hashes are (4 + 4) and the hashes themselves (4 each).
     config = clean.CleaningConfig()
     probe = clean.NearDuplicateIndex(config.near_duplicate_threshold, config.shingle_size, config.num_perm,
                                      config.lsh_bands, config.seed)
-    kept = list(clean.iter_paragraphs(in_runs.articles))
-    assert len(kept) == in_runs.report.totals["paragraphs_out"]
-    shingles = sum(len(probe.shingle_hashes(text)) for text in kept)
-    least = len(kept) * (12 + 32 * 8 + 8) + 4 * shingles
-    assert least <= in_runs.report.duplicate_index_bytes <= least + 4 * 64 * len(kept)
+    kept = list(clean.iter_paragraphs(grown.articles))
+    assert len(kept) == grown.report.totals["paragraphs_out"]
+    shingles = 4 * sum(len(probe.shingle_hashes(text)) for text in kept) + 8 * len(kept)
+    tables = 12 * _table_slots(len(kept), 16) + 8 * _table_slots(32 * len(kept), 16)
+    assert shingles + tables <= grown.report.duplicate_index_bytes <= shingles + tables + 4 * 64 * len(kept)
     # with one large chunk nothing is left unused between chunks: the bytes are exactly the paragraphs' cost
-    assert in_dict.report.duplicate_index_bytes == least
+    initial = 1 << 16
+    assert roomy.report.duplicate_index_bytes == (shingles + 12 * _table_slots(len(kept), initial)
+                                                  + 8 * _table_slots(32 * len(kept), initial))
 
 
-def test_merging_two_runs_gives_the_stable_sort_of_both():
+@pytest.mark.parametrize("distinct", [50, 2**32])
+def test_key_index_finds_what_a_dict_of_sets_finds(monkeypatch, distinct):
+    # 50 distinct keys: long runs of taken slots, keys repeated within a call, key 0 (stored as 1)
+    monkeypatch.setattr(clean.KeyIndex, "INITIAL_CAPACITY", 16)
+    monkeypatch.setattr(clean.KeyIndex, "WINDOW", 4)
     rng = np.random.default_rng(0)
-    for _ in range(200):  # few distinct keys, so most keys repeat within and across the runs
-        older, newer = (np.sort(rng.integers(0, 50, rng.integers(0, 40)).astype(np.uint32)) for _ in range(2))
-        older_paragraphs = rng.integers(0, 1000, len(older)).astype(np.uint32)
-        newer_paragraphs = rng.integers(1000, 2000, len(newer)).astype(np.uint32)
-        keys, paragraphs = clean._merged((older, older_paragraphs), (newer, newer_paragraphs))
-        order = np.argsort(np.concatenate([older, newer]), kind="stable")
-        assert keys.tolist() == np.concatenate([older, newer])[order].tolist()
-        assert paragraphs.tolist() == np.concatenate([older_paragraphs, newer_paragraphs])[order].tolist()
+    index, expected, added = clean.KeyIndex(np.uint32), {}, 0
+    for paragraph in range(400):
+        keys = rng.integers(0, distinct, rng.integers(1, 40)).astype(np.uint32)
+        asked = np.concatenate([rng.integers(0, distinct, 8).astype(np.uint32), keys[:2]])
+        assert index.paragraphs(asked) == set().union(*(expected.get(max(k, 1), set()) for k in asked.tolist()))
+        index.add(keys, paragraph)
+        added += len(keys)
+        for key in keys.tolist():
+            expected.setdefault(max(key, 1), set()).add(paragraph)
+    assert len(index) == added  # a key repeated, within a paragraph or across, takes a slot each time
+    assert index.nbytes() == 8 * _table_slots(len(index), 16)
 
 
 def test_planted_near_duplicate_is_removed(cleaned, clean_articles, good_paragraphs):
@@ -314,22 +331,22 @@ def test_the_compact_index_finds_what_exact_jaccard_over_every_pair_finds(monkey
         return len(shingles[a] & shingles[b]) / len(shingles[a] | shingles[b])
 
     answers = {}
-    # All band keys in the dict and the hashes in one chunk; then sorted runs from every 40 keys, merged
-    # up to 400, and chunks of 500 hashes (a few paragraphs each): the same answers either way.
-    for merge_at, max_run, chunk in ((10**9, 10**9, 10**7), (40, 400, 500)):
-        monkeypatch.setattr(clean.KeyIndex, "MERGE_AT", merge_at)
-        monkeypatch.setattr(clean.KeyIndex, "MAX_RUN", max_run)
+    # A roomy band-key table and the hashes in one chunk; then a table of 16 slots that doubles as it
+    # fills, read 2 slots at a time, and chunks of 500 hashes (a few paragraphs each): the same answers.
+    for initial, window, chunk in ((1 << 16, 16, 10**7), (16, 2, 500)):
+        monkeypatch.setattr(clean.KeyIndex, "INITIAL_CAPACITY", initial)
+        monkeypatch.setattr(clean.KeyIndex, "WINDOW", window)
         monkeypatch.setattr(clean.NearDuplicateIndex, "_CHUNK", chunk)
         index = clean.NearDuplicateIndex(config.near_duplicate_threshold, config.shingle_size, config.num_perm,
                                          config.lsh_bands, config.seed)
-        answers[merge_at] = [index.query_and_add(text, str(number)) for number, text in enumerate(texts)]
-        if merge_at == 40:
-            assert len(index) == sum(answer is None for answer in answers[merge_at])
-            assert len(index.band_keys.run_sizes()) > 3 and max(index.band_keys.run_sizes()) <= 400
+        answers[initial] = [index.query_and_add(text, str(number)) for number, text in enumerate(texts)]
+        if initial == 16:
+            assert len(index) == sum(answer is None for answer in answers[initial])
+            assert len(index.band_keys) == 32 * len(index) and index.band_keys._capacity > 16 * 2**5
             assert len(index._chunks) > 10
-    assert answers[40] == answers[10**9]
+    assert answers[16] == answers[1 << 16]
     kept: list[int] = []
-    for number, answer in enumerate(answers[40]):
+    for number, answer in enumerate(answers[16]):
         best = max((jaccard(number, k) for k in kept), default=0.0)
         if answer is None:
             kept.append(number)
@@ -338,7 +355,7 @@ def test_the_compact_index_finds_what_exact_jaccard_over_every_pair_finds(monkey
             assert answer[1] == pytest.approx(jaccard(number, int(answer[0])), abs=1e-12)
             assert answer[1] == pytest.approx(best, abs=1e-12) and int(answer[0]) in kept
             assert answer[1] >= config.near_duplicate_threshold
-    assert sum(answer is not None for answer in answers[40]) >= 80  # at least the light edits
+    assert sum(answer is not None for answer in answers[16]) >= 80  # at least the light edits
 
 
 def test_markup_residue_is_removed_and_the_words_kept(cleaned, good_paragraphs):
