@@ -483,7 +483,7 @@ class KeyIndex:
 
     The table doubles when half full: 2 to 4 slots a key (16 to 32 bytes a 32-bit key with its
     paragraph). Fuller tables make long runs of taken slots, and a lookup then walks them key by key
-    (at three quarters full, 9x slower, measured in benchmarks/README.md).
+    (allowed three quarters full, 4 to 8 times slower: `benchmarks/bench_key_index.py`).
     """
 
     WINDOW = 16  # slots a lookup reads from each key's home: 64 bytes of 32-bit keys
