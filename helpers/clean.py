@@ -599,8 +599,8 @@ class NearDuplicateIndex:
     number and the table's empty slots, 16 to 32 bytes). Two paragraphs of 100 shingles each share a
     spurious 32-bit shingle hash with a chance of about 1 in 400,000 (a Jaccard off by about 0.01
     then); two band keys that collide only add a candidate, which the Jaccard check then turns away
-    (with N band keys indexed, a key meets a stranger's with a chance of N / 2**32: 1% at 10x the
-    colab slice's 5 million).
+    (with N band keys indexed, a key meets a stranger's with a chance of N / 2**32: about 1% at 10x
+    the colab slice, 49 million keys).
     """
 
     _PRIME = (1 << 31) - 1  # a*x + b stays below 2**63 for 31-bit a, b, x
