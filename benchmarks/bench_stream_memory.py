@@ -22,7 +22,7 @@ from the kernel by that process itself (``ru_maxrss``):
 - ``pairs-list``: chapter 03's cells, ``make_pairs``, ``dedupe_pairs``, ``split_by_article`` and
   ``save_pairs`` on the whole list;
 - ``pairs``: ``pairs_jsonl(in, out_dir)``, one article in memory at a time (pass 1 deals the
-  articles, pass 2 writes the split files, ``Dataset.from_json`` builds the DatasetDict).
+  articles, pass 2 writes the split files and their Arrow batches, the DatasetDict is saved from those).
 
 The pairing reads the grown corpus itself (chapter 01's schema, which chapter 02 keeps). Beside the
 peak, each record has the duplicate index's own arrays when the work ended (cleaning:

@@ -109,6 +109,27 @@ def test_no_article_in_two_splits(splits, made):
     assert P.split_by_article(kept, {"train": 0.8, "validation": 0.1, "test": 0.1}, seed=1)["test"] != splits["test"]
 
 
+@pytest.mark.parametrize("seed", [0, 7])
+def test_deal_articles_deals_as_shuffling_the_sorted_ids_does(seed):
+    import random
+
+    rng = random.Random(seed)
+    ids = rng.sample(range(10**12), 2_000)  # unsorted, as the stream meets them; each with a few pairs
+    stream = [article_id for article_id in ids for _ in range(rng.randint(1, 4))] + ids[:5]  # and some again later
+    fractions = {"train": 0.8, "validation": 0.1, "test": 0.1}
+
+    shuffled = sorted(set(ids))  # the rule, written with a list and a dict
+    random.Random(seed).shuffle(shuffled)
+    sizes = {"train": 1_600, "validation": 200, "test": 200}
+    expected = dict(zip(shuffled, (name for name, size in sizes.items() for _ in range(size))))
+
+    dealt = P.deal_articles(iter(stream), fractions, seed)
+    assert len(dealt) == 2_000 and dict(dealt) == expected
+    assert [dealt[article_id] for article_id in stream] == [expected[article_id] for article_id in stream]
+    with pytest.raises(KeyError):
+        dealt[10**12 + 1]
+
+
 def test_three_articles_fill_three_splits(made):
     first_three = sorted({p["article_id"] for p in made})[:3]
     few = [p for p in made if p["article_id"] in first_three]
