@@ -502,34 +502,43 @@ class KeyIndex:
     def __len__(self) -> int:
         return self._count
 
-    def add(self, keys: Iterable[int], paragraph: int) -> None:
+    def add(self, keys: Iterable[int], paragraph: int | np.ndarray) -> None:
+        """Index ``keys`` under ``paragraph``: one number for them all, or one per key."""
         keys = self._stored(keys)
+        paragraphs = np.broadcast_to(np.asarray(paragraph, dtype=np.uint32), keys.shape)
         if self._count + len(keys) > self.MAX_LOAD * self._capacity:
             self._grow(self._count + len(keys))
         rows, window = self._windows(keys)
         empty = window == 0
         slots = rows[np.arange(len(keys)), empty.argmax(axis=1)]
         # Usually each key has an empty slot in its window, and no two keys want the same one.
-        if empty.any(axis=1).all() and len(set(slots.tolist())) == len(slots):
+        if empty.any(axis=1).all() and len(np.unique(slots)) == len(slots):
             self._keys[slots] = keys
-            self._paragraphs[slots] = paragraph
+            self._paragraphs[slots] = paragraphs
         else:
-            self._place(keys, np.full(len(keys), paragraph, dtype=np.uint32))
+            self._place(keys, np.array(paragraphs))
         self._count += len(keys)
 
     def paragraphs(self, keys: Iterable[int]) -> set[int]:
         """The paragraphs that hold any of ``keys``."""
+        return set(self.lookup(keys)[1].tolist())
+
+    def lookup(self, keys: Iterable[int]) -> tuple[np.ndarray, np.ndarray]:
+        """Every entry of ``keys``, as two arrays: which of ``keys`` it matched (its position among
+        them), and the paragraph it holds. Many keys in one call cost about what one costs."""
         keys = self._stored(keys)
         rows, window = self._windows(keys)
-        found = set(self._paragraphs[rows[window == keys[:, None]]].tolist())
-        open_end = (window == 0).any(axis=1)
-        for key, last in zip(keys[~open_end].tolist(), rows[~open_end, -1].tolist()):
+        asked, step = np.nonzero(window == keys[:, None])
+        found_at, found = [asked], [self._paragraphs[rows[asked, step]]]
+        full = np.flatnonzero(~(window == 0).any(axis=1))
+        for position, key, last in zip(full.tolist(), keys[full].tolist(), rows[full, -1].tolist()):
             slot = (last + 1) % self._capacity
             while (held := int(self._keys[slot])) != 0:  # the key's entries may go on past its window
                 if held == key:
-                    found.add(int(self._paragraphs[slot]))
+                    found_at.append(np.array([position]))
+                    found.append(self._paragraphs[slot : slot + 1])
                 slot = (slot + 1) % self._capacity
-        return found
+        return np.concatenate(found_at), np.concatenate(found).astype(np.int64)
 
     def nbytes(self) -> int:
         """Bytes the table's two arrays take (empty slots included): what grows with the corpus."""
@@ -671,20 +680,29 @@ class NearDuplicateIndex:
         (the paragraph is then not added), or None (and the paragraph is added to the index).
         ``sketch``: ``self.sketch(text)`` when it was computed already."""
         hashes, keys = sketch if sketch is not None else self.sketch(text)
+        best = self.best_match(hashes, self.band_keys.paragraphs(keys))
+        if best is None:
+            self.band_keys.add(keys, self.keep(hashes, label))
+        return best
+
+    def best_match(self, hashes: np.ndarray, candidates: Iterable[int]) -> tuple[str, float] | None:
+        """Of ``candidates`` (numbers of indexed paragraphs), the label and Jaccard of the most similar
+        to the paragraph whose shingle hashes are ``hashes``, if at or above the threshold."""
         best: tuple[str, float] | None = None
-        for candidate in sorted(self.band_keys.paragraphs(keys)):
+        for candidate in sorted(candidates):
             other = self._stored(candidate)
             shared = len(np.intersect1d(hashes, other, assume_unique=True))
             jaccard = shared / (len(hashes) + len(other) - shared)
             if jaccard >= self.threshold and (best is None or jaccard > best[1]):
                 best = (self.labels[candidate], jaccard)
-        if best is not None:
-            return best
-        index = len(self.labels)
+        return best
+
+    def keep(self, hashes: np.ndarray, label: str) -> int:
+        """Store a paragraph's shingle hashes and label; its number. Its band keys are the caller's to
+        add to ``band_keys`` under that number (``query_and_add`` does it at once)."""
         self.labels.append(label)
         self._store(hashes)
-        self.band_keys.add(keys, index)
-        return None
+        return len(self.labels) - 1
 
     def _store(self, hashes: np.ndarray) -> None:
         if not self._chunks or self._used + len(hashes) > len(self._chunks[-1]):
@@ -894,23 +912,22 @@ def _cleaned(articles: Iterable[dict[str, Any]], report: CleaningReport, config:
     filters = _ArticleFilters(config, sentence_tokenizer)
     for article, sections in _filtered(articles, filters, report, totals, processes):
         title = article.get("title", "")
+        verdicts = iter(_deduplicated([candidate for _, candidates in sections for candidate in candidates],
+                                      title, exact, near))
         outcomes: list[tuple[dict[str, Any], list[str]]] = []
         for section, candidates in sections:
             kept = []
-            for text, key, sketch in candidates:
-                if earlier := exact.paragraphs([key]):
-                    report.removed("exact_duplicate", title, text, f"same as a paragraph of {near.labels[min(earlier)]!r}")
-                    continue
-                match = near.query_and_add(text, title, sketch)
-                if match is not None:
+            for (text, _, _), verdict in zip(candidates, verdicts):
+                if verdict is None:
+                    kept.append(text)
+                elif verdict[0] == "exact_duplicate":
+                    report.removed("exact_duplicate", title, text, f"same as a paragraph of {verdict[1]!r}")
+                else:
                     report.removed(
                         "near_duplicate", title, text,
-                        f"Jaccard {match[1]:.2f} with a paragraph of {match[0]!r} "
+                        f"Jaccard {verdict[2]:.2f} with a paragraph of {verdict[1]!r} "
                         f"({config.shingle_size}-word shingles, threshold {config.near_duplicate_threshold})",
                     )
-                    continue
-                exact.add([key], len(near) - 1)  # the paragraph near just indexed
-                kept.append(text)
             outcomes.append((section, kept))
         kept_sections = _keep_sections(report, config, title, outcomes)
         if not kept_sections:
@@ -928,6 +945,57 @@ def _cleaned(articles: Iterable[dict[str, Any]], report: CleaningReport, config:
     order = ["articles_in", "articles_out", "sections_in", "sections_out", "paragraphs_in", "paragraphs_out", "chars_in", "chars_out"]
     report.totals = {key: int(totals[key]) for key in order}
     report.duplicate_index_bytes = near.nbytes() + exact.nbytes()
+
+
+def _deduplicated(candidates: list[Candidate], label: str, exact: KeyIndex, near: NearDuplicateIndex
+                  ) -> list[tuple[str, str, float] | None]:
+    """The duplicate filters' verdict on each of an article's candidates, the same as checking and
+    indexing them one after another gives: None (kept, and now indexed under ``label``),
+    ``("exact_duplicate", label of the earliest paragraph with its key, 1.0)`` or
+    ``("near_duplicate", label, Jaccard)``. The indexes are read once for all the candidates and
+    written once: each call into NumPy costs more than the few keys one paragraph has."""
+    if not candidates:
+        return []
+    keys = np.maximum(np.array([key for _, key, _ in candidates], dtype=np.uint64), np.uint64(1))  # as KeyIndex stores them
+    band_keys = np.maximum(np.stack([sketch[1] for _, _, sketch in candidates]), np.uint32(1))
+    same_before: list[set[int]] = [set() for _ in candidates]
+    for number, paragraph in zip(*(found.tolist() for found in exact.lookup(keys))):
+        same_before[number].add(paragraph)
+    similar_before: list[set[int]] = [set() for _ in candidates]
+    for position, paragraph in zip(*(found.tolist() for found in near.band_keys.lookup(band_keys.ravel()))):
+        similar_before[position // near.bands].add(paragraph)
+    # Candidates of this article that share a band key with an earlier one (rare: one an article's
+    # paragraphs near-copies another): found by sorting the article's keys, not key by key.
+    order = np.argsort(band_keys.ravel())
+    same_as_next = np.diff(band_keys.ravel()[order]) == 0
+    earlier_sharing: dict[int, set[int]] = {}  # candidate -> the earlier ones sharing a band key with it
+    if same_as_next.any():
+        edges = np.flatnonzero(np.diff(np.concatenate(([0], same_as_next, [0])).astype(np.int8)))
+        for start, end in zip(edges[::2].tolist(), edges[1::2].tolist()):  # a run of equal keys: start..end
+            owners = sorted(set((order[start : end + 1] // near.bands).tolist()))
+            for later, owner in enumerate(owners):
+                earlier_sharing.setdefault(owner, set()).update(owners[:later])
+    kept_keys: dict[int, int] = {}  # an exact key -> the first paragraph kept here with it
+    kept_as: dict[int, int] = {}  # candidate -> its number in the index, if kept
+    verdicts: list[tuple[str, str, float] | None] = []
+    for number, ((_, _, (hashes, _)), key) in enumerate(zip(candidates, keys.tolist())):
+        same = same_before[number] | ({kept_keys[key]} if key in kept_keys else set())
+        if same:
+            verdicts.append(("exact_duplicate", near.labels[min(same)], 1.0))
+            continue
+        similar = similar_before[number] | {kept_as[other] for other in earlier_sharing.get(number, ()) if other in kept_as}
+        match = near.best_match(hashes, similar)
+        if match is not None:
+            verdicts.append(("near_duplicate", *match))
+            continue
+        kept_as[number] = near.keep(hashes, label)
+        kept_keys.setdefault(key, kept_as[number])
+        verdicts.append(None)
+    if kept_as:
+        kept, numbers = list(kept_as), np.fromiter(kept_as.values(), dtype=np.uint32)
+        exact.add(keys[kept], numbers)
+        near.band_keys.add(band_keys[kept].ravel(), np.repeat(numbers, near.bands))
+    return verdicts
 
 
 def _transform(report: CleaningReport, name: str, title: str, text: str, repair: Callable[[str], str]) -> str | None:

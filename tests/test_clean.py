@@ -456,6 +456,62 @@ def test_clean_jsonl_writes_what_clean_articles_writes(tmp_path, tiny_articles, 
     assert report.as_dict() == cleaned.report.as_dict()
 
 
+def _one_by_one(candidates, label, exact, near):
+    """The duplicate filters as the rule reads: each candidate checked, then indexed, before the next."""
+    verdicts = []
+    for text, key, sketch in candidates:
+        if earlier := exact.paragraphs([key]):
+            verdicts.append(("exact_duplicate", near.labels[min(earlier)], 1.0))
+        elif (match := near.query_and_add(text, label, sketch)) is not None:
+            verdicts.append(("near_duplicate", *match))
+        else:
+            exact.add([key], len(near) - 1)
+            verdicts.append(None)
+    return verdicts
+
+
+@pytest.mark.parametrize("initial, window", [(1 << 16, 16), (16, 2)])
+def test_an_articles_paragraphs_checked_together_get_the_verdicts_of_one_at_a_time(monkeypatch, good_paragraphs,
+                                                                                    initial, window):
+    monkeypatch.setattr(clean.KeyIndex, "INITIAL_CAPACITY", initial)
+    monkeypatch.setattr(clean.KeyIndex, "WINDOW", window)
+    config = clean.CleaningConfig()
+    sketcher = clean.NearDuplicateIndex(config.near_duplicate_threshold, config.shingle_size, config.num_perm,
+                                        config.lsh_bands, config.seed)
+
+    def candidate(text, key=None):
+        return text, clean.duplicate_key(text) if key is None else key, sketcher.sketch(text)
+
+    first, second, third = good_paragraphs[8], good_paragraphs[9], good_paragraphs[10]
+    articles = [
+        [candidate(p) for p in good_paragraphs[:6]],
+        # an exact copy and a near copy of a paragraph of this article and of the one before; a
+        # paragraph with the near copy's exact key, which is no exact duplicate, since that copy
+        # was not kept; keys 0 and 1, which the index stores alike
+        [candidate(first), candidate(first.upper()), candidate(_edited(first, 30)),
+         candidate(_edited(first, 30).upper()), candidate(_edited(good_paragraphs[2], 30)),
+         candidate(good_paragraphs[4]), candidate(second, key=0), candidate(third, key=1)],
+        [],
+        [candidate(_edited(second, 30)), candidate(good_paragraphs[11]), candidate(good_paragraphs[11])],
+    ]
+
+    def fresh():
+        return clean.KeyIndex(np.uint64), clean.NearDuplicateIndex(
+            config.near_duplicate_threshold, config.shingle_size, config.num_perm, config.lsh_bands, config.seed)
+
+    (exact, near), (exact_ref, near_ref) = fresh(), fresh()
+    verdicts = [clean._deduplicated(article, f"article {n}", exact, near) for n, article in enumerate(articles)]
+    expected = [_one_by_one(article, f"article {n}", exact_ref, near_ref) for n, article in enumerate(articles)]
+    assert verdicts == expected
+    assert [verdict and verdict[0] for verdict in verdicts[1]] == [
+        None, "exact_duplicate", "near_duplicate", "near_duplicate", "near_duplicate", "exact_duplicate", None,
+        "exact_duplicate"]
+    assert [verdict and verdict[0] for verdict in verdicts[3]] == ["near_duplicate", None, "exact_duplicate"]
+    assert near.labels == near_ref.labels and len(near.band_keys) == len(near_ref.band_keys) == 32 * len(near)
+    assert len(exact) == len(exact_ref) == len(near) and exact.nbytes() == exact_ref.nbytes()
+    assert near.nbytes() == near_ref.nbytes()
+
+
 def test_several_processes_write_what_one_writes(tmp_path, monkeypatch, tiny_articles, cleaned, good_paragraphs):
     # Copies of earlier paragraphs at the end, so the duplicate filters (in this process) must see what
     # every earlier batch (in the workers) let through; small batches, so the report merges many.
