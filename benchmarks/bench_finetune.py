@@ -154,10 +154,15 @@ def fused_loss_trainer(kind: str):
     class FusedLossTrainer(finetune.CourseTrainer):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             body = getattr(model, model.base_model_prefix)
-            # The fused kernels take half-precision inputs: autocast's dtype (the last layer norm's output
-            # and the fp32 master weight are cast; the weight's gradient flows back through the cast).
-            dtype = torch.get_autocast_dtype("cuda") if torch.is_autocast_enabled("cuda") else torch.bfloat16
-            hidden = body(input_ids=inputs["input_ids"]).last_hidden_state.to(dtype)
+            # Mixed precision comes from accelerate wrapping the model's forward in autocast, and this
+            # calls the body alone: it takes the autocast itself, or its matmuls run in fp32 (they did,
+            # until a profile showed fp32 GEMMs: the fused-loss rows measured before 2026-12-03).
+            # The fused kernels take half-precision inputs (the fp32 master weight is cast; its
+            # gradient flows back through the cast).
+            dtype = torch.float16 if self.args.fp16 else torch.bfloat16
+            with torch.autocast(inputs["input_ids"].device.type, dtype=dtype, enabled=self.args.bf16 or self.args.fp16):
+                hidden = body(input_ids=inputs["input_ids"]).last_hidden_state
+            hidden = hidden.to(dtype)
             weight = model.get_output_embeddings().weight.to(dtype)
             if num_items_in_batch is None:
                 return fused(hidden, weight, inputs["labels"], "mean")
