@@ -17,6 +17,7 @@ import functools
 import hashlib
 import itertools
 import json
+import mmap
 import multiprocessing
 import re
 import unicodedata
@@ -483,7 +484,10 @@ class KeyIndex:
 
     The table doubles when half full: 2 to 4 slots a key (16 to 32 bytes a 32-bit key with its
     paragraph). Fuller tables make long runs of taken slots, and a lookup then walks them key by key
-    (allowed three quarters full, 4 to 8 times slower: `benchmarks/bench_key_index.py`).
+    (allowed three quarters full, 4 to 8 times slower: `benchmarks/bench_key_index.py`). Each array
+    has a memory mapping of its own, so that while the table doubles the old one's pages go back
+    to the system a chunk at a time as their keys move over: the two tables are never held whole
+    together (that was chapter 02's peak at 10x, 512 MiB above the index: `benchmarks/README.md`).
     """
 
     WINDOW = 16  # slots a lookup reads from each key's home: 64 bytes of 32-bit keys
@@ -547,8 +551,8 @@ class KeyIndex:
     def _allocate(self, capacity: int) -> None:
         self._capacity = capacity
         self._home_shift = self.dtype.type(max(0, 8 * self.dtype.itemsize - capacity.bit_length() + 1))
-        self._keys = np.zeros(capacity, dtype=self.dtype)
-        self._paragraphs = np.zeros(capacity, dtype=np.uint32)
+        self._keys = _releasable_zeros(capacity, self.dtype)
+        self._paragraphs = _releasable_zeros(capacity, np.dtype(np.uint32))
 
     def _stored(self, keys: Iterable[int]) -> np.ndarray:
         if not isinstance(keys, np.ndarray) or keys.dtype != self.dtype:
@@ -589,9 +593,32 @@ class KeyIndex:
         old_keys, old_paragraphs = self._keys, self._paragraphs
         self._allocate(capacity)
         for start in range(0, len(old_keys), self._GROW_CHUNK):
-            keys = old_keys[start : start + self._GROW_CHUNK]
+            stop = start + self._GROW_CHUNK
+            keys = old_keys[start:stop]
             taken = keys != 0
-            self._place(keys[taken], old_paragraphs[start : start + self._GROW_CHUNK][taken])
+            self._place(keys[taken], old_paragraphs[start:stop][taken])
+            _release(old_keys, start, stop)
+            _release(old_paragraphs, start, stop)
+
+
+def _releasable_zeros(length: int, dtype: np.dtype) -> np.ndarray:
+    """A zeroed array in a private memory mapping of its own, whose pages ``_release`` can hand back
+    to the system; a plain ``np.zeros`` where the platform cannot (Windows)."""
+    if not hasattr(mmap, "MADV_DONTNEED") or not hasattr(mmap, "MAP_PRIVATE"):
+        return np.zeros(length, dtype=dtype)
+    return np.frombuffer(mmap.mmap(-1, length * dtype.itemsize, flags=mmap.MAP_PRIVATE), dtype=dtype)
+
+
+def _release(array: np.ndarray, start: int, stop: int) -> None:
+    """Give the pages of ``array[start:stop]`` back to the system, for an array that will not be read
+    there again (on Linux they read as zeros after). Only whole pages; a no-op for other arrays."""
+    mapping = array.base.obj if isinstance(array.base, memoryview) else None
+    if not isinstance(mapping, mmap.mmap):
+        return
+    first = -(-start * array.itemsize // mmap.PAGESIZE) * mmap.PAGESIZE
+    last = min(stop, len(array)) * array.itemsize // mmap.PAGESIZE * mmap.PAGESIZE
+    if last > first:
+        mapping.madvise(mmap.MADV_DONTNEED, first, last - first)
 
 
 class NearDuplicateIndex:

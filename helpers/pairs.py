@@ -221,8 +221,9 @@ def dedupe_pairs(pairs: Iterable[dict[str, Any]]) -> tuple[list[dict[str, Any]],
     collapsing, whatever its instruction: the same paragraph under two headings (or copied between
     articles) would teach two answers for one text. A pair repeated whole repeats its response too.
     """
+    pairs = list(pairs)
     duplicates = DuplicateFilter()
-    kept = [pair for pair in pairs if duplicates.keep(pair)]
+    kept = [pair for pair, keep in zip(pairs, duplicates.keep_each(pairs)) if keep]
     return kept, duplicates.removed
 
 
@@ -242,13 +243,22 @@ class DuplicateFilter:
 
     def keep(self, pair: dict[str, Any]) -> bool:
         """True the first time this response comes; False (counted in ``removed``) after."""
-        key = self._hash(_normalized(pair["response"]))
-        if self._seen.paragraphs([key]):
-            self.removed += 1
-            return False
-        self._seen.add([key], self.kept)
-        self.kept += 1
-        return True
+        return self.keep_each([pair])[0]
+
+    def keep_each(self, pairs: list[dict[str, Any]]) -> list[bool]:
+        """``keep``'s verdict on each of ``pairs``, as if they came one at a time, in one lookup and one
+        write of the table (a call costs about what one pair's does: an article's pairs at once)."""
+        keys = np.fromiter((self._hash(_normalized(pair["response"])) for pair in pairs), dtype=np.uint64, count=len(pairs))
+        keys = np.maximum(keys, np.uint64(1))  # the table stores a key 0 as 1: equal there, equal here
+        first = np.zeros(len(keys), dtype=bool)
+        first[np.unique(keys, return_index=True)[1]] = True  # the first of equal responses among these
+        seen, _ = self._seen.lookup(keys)
+        first[seen] = False
+        kept = np.flatnonzero(first)
+        self._seen.add(keys[kept], self.kept + np.arange(len(kept)))
+        self.kept += len(kept)
+        self.removed += len(keys) - len(kept)
+        return first.tolist()
 
     def nbytes(self) -> int:
         """Bytes the keys' table takes: what grows with the number of kept pairs."""
@@ -595,13 +605,15 @@ def pairs_jsonl(
     from helpers.dump import iter_jsonl
 
     def pairs_of_articles():
+        """Each article's pairs, with ``duplicates``' verdict on each (their first time: kept)."""
         for article in iter_jsonl(articles_path, required=("id", "title", "sections")):
-            yield from make_pairs([article], config)
+            made = make_pairs([article], config)
+            yield from zip(made, duplicates.keep_each(made))
 
     if fractions is None:
         fractions = {"train": 0.8, "validation": 0.1, "test": 0.1}
     duplicates = DuplicateFilter()
-    split_of = deal_articles((pair["article_id"] for pair in pairs_of_articles() if duplicates.keep(pair)), fractions, seed)
+    split_of = deal_articles((pair["article_id"] for pair, kept in pairs_of_articles() if kept), fractions, seed)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     names = list(_check_fractions(fractions))
@@ -621,9 +633,9 @@ def pairs_jsonl(
             tables = {name: files.enter_context(pa.ipc.new_stream(str(cache / f"{name}.arrow"), features.arrow_schema))
                       for name in names}
             batches: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
-            for pair in pairs_of_articles():
+            for pair, kept in pairs_of_articles():
                 counts["pairs_made"] += 1
-                if not duplicates.keep(pair):
+                if not kept:
                     continue
                 if tokenizer is not None and any(special_token_text(tokenizer, pair[part]) for part in ("instruction", "response")):
                     counts["special_token_pairs"] += 1

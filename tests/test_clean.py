@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import json
+import sys
 
 import matplotlib
 import nltk
@@ -289,6 +290,23 @@ def test_key_index_finds_what_a_dict_of_sets_finds(monkeypatch, distinct):
             expected.setdefault(max(key, 1), set()).add(paragraph)
     assert len(index) == added  # a key repeated, within a paragraph or across, takes a slot each time
     assert index.nbytes() == 8 * _table_slots(len(index), 16)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="pages read back as zeros after MADV_DONTNEED on Linux only")
+def test_a_doubling_key_index_hands_the_old_tables_pages_back_as_their_keys_move(monkeypatch):
+    monkeypatch.setattr(clean.KeyIndex, "INITIAL_CAPACITY", 1 << 14)
+    monkeypatch.setattr(clean.KeyIndex, "_GROW_CHUNK", 1 << 10)  # 4 KiB of 32-bit keys: one page a chunk
+    keys = np.random.default_rng(1).integers(1, 2**32, 1 << 13, dtype=np.uint64).astype(np.uint32)
+    index = clean.KeyIndex(np.uint32)
+    index.add(keys, np.arange(len(keys)))  # exactly half full: no growth yet
+    old_keys, old_paragraphs = index._keys, index._paragraphs
+    assert np.count_nonzero(old_keys) == len(np.unique(keys))
+    index.add(np.array([7], dtype=np.uint32), len(keys))  # one more doubles it
+    assert index.nbytes() == 8 * (1 << 15)
+    # the old arrays were handed back page by page as their keys moved: they read as zeros now
+    assert not old_keys.any() and not old_paragraphs.any()
+    found_at, found = index.lookup(keys)
+    assert sorted(zip(found_at.tolist(), found.tolist())) == [(i, i) for i in range(len(keys))]
 
 
 def test_planted_near_duplicate_is_removed(cleaned, clean_articles, good_paragraphs):

@@ -94,6 +94,22 @@ def test_dedupe_removes_planted_duplicates(made):
     assert kept == original
 
 
+def test_an_articles_pairs_checked_together_get_the_verdicts_of_one_at_a_time(made):
+    # the made pairs three times over, cut into batches of uneven sizes: repeats within a batch and across
+    stream = made + copy.deepcopy(made[::2]) + made[5:40]
+    seen = set()  # the rule in plain Python: a response's first time, after case folding and whitespace
+    expected = [key not in seen and not seen.add(key) for key in (" ".join(p["response"].casefold().split()) for p in stream)]
+    one_at_a_time = P.DuplicateFilter()
+    assert [one_at_a_time.keep(pair) for pair in stream] == expected
+    together, verdicts, start = P.DuplicateFilter(), [], 0
+    for size in [1, 7, 0, 30, 2, 400, len(stream)]:
+        verdicts += together.keep_each(stream[start : start + size])
+        start += size
+    assert verdicts == expected and start >= len(stream)
+    assert (together.kept, together.removed) == (one_at_a_time.kept, one_at_a_time.removed)
+    assert together.kept == len(P.dedupe_pairs(made)[0]) < len(stream)
+
+
 def test_no_article_in_two_splits(splits, made):
     assert set(splits) == {"train", "validation", "test"}
     assert all(splits.values())
