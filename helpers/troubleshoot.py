@@ -653,7 +653,7 @@ def backend_choice(requested: str = "auto", *, navigator_gpu: bool = False, adap
         why = "navigator.gpu is undefined" if not navigator_gpu else "requestAdapter() gave no adapter"
         return "wasm", f"{why}: no WebGPU, the page runs on WASM (CPU)"
     if dtype in WRONG_ON_WEBGPU:
-        return "wasm", f"{dtype} drifts from the exact tokens on WebGPU (Transformers.js #1317): the page runs it on WASM"
+        return "wasm", f"{dtype} is kept off WebGPU (a Llama model's tokens drift there; Transformers.js #1317): the page runs it on WASM"
     if webgpu_load_fails:
         return "wasm", "WebGPU failed to load the model: the page fell back to WASM"
     return "webgpu", "WebGPU adapter found" if requested == "auto" else "asked for WebGPU"
