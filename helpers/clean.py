@@ -508,7 +508,7 @@ class KeyIndex:
 
     def add(self, keys: Iterable[int], paragraph: int | np.ndarray) -> None:
         """Index ``keys`` under ``paragraph``: one number for them all, or one per key."""
-        keys = self._stored(keys)
+        keys = self.stored(keys)
         paragraphs = np.broadcast_to(np.asarray(paragraph, dtype=np.uint32), keys.shape)
         if self._count + len(keys) > self.MAX_LOAD * self._capacity:
             self._grow(self._count + len(keys))
@@ -530,7 +530,7 @@ class KeyIndex:
     def lookup(self, keys: Iterable[int]) -> tuple[np.ndarray, np.ndarray]:
         """Every entry of ``keys``, as two arrays: which of ``keys`` it matched (its position among
         them), and the paragraph it holds. Many keys in one call cost about what one costs."""
-        keys = self._stored(keys)
+        keys = self.stored(keys)
         rows, window = self._windows(keys)
         asked, step = np.nonzero(window == keys[:, None])
         found_at, found = [asked], [self._paragraphs[rows[asked, step]]]
@@ -554,7 +554,8 @@ class KeyIndex:
         self._keys = _releasable_zeros(capacity, self.dtype)
         self._paragraphs = _releasable_zeros(capacity, np.dtype(np.uint32))
 
-    def _stored(self, keys: Iterable[int]) -> np.ndarray:
+    def stored(self, keys: Iterable[int]) -> np.ndarray:
+        """``keys`` as the table holds them: its dtype, a key 0 as 1. Keys equal here are equal there."""
         if not isinstance(keys, np.ndarray) or keys.dtype != self.dtype:
             keys = np.fromiter(keys, dtype=self.dtype)
         return np.maximum(keys, self.dtype.type(1))
@@ -983,8 +984,8 @@ def _deduplicated(candidates: list[Candidate], label: str, exact: KeyIndex, near
     written once: each call into NumPy costs more than the few keys one paragraph has."""
     if not candidates:
         return []
-    keys = np.maximum(np.array([key for _, key, _ in candidates], dtype=np.uint64), np.uint64(1))  # as KeyIndex stores them
-    band_keys = np.maximum(np.stack([sketch[1] for _, _, sketch in candidates]), np.uint32(1))
+    keys = exact.stored([key for _, key, _ in candidates])
+    band_keys = near.band_keys.stored(np.concatenate([sketch[1] for _, _, sketch in candidates])).reshape(len(candidates), near.bands)
     same_before: list[set[int]] = [set() for _ in candidates]
     for number, paragraph in zip(*(found.tolist() for found in exact.lookup(keys))):
         same_before[number].add(paragraph)

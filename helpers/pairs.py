@@ -248,8 +248,7 @@ class DuplicateFilter:
     def keep_each(self, pairs: list[dict[str, Any]]) -> list[bool]:
         """``keep``'s verdict on each of ``pairs``, as if they came one at a time, in one lookup and one
         write of the table (a call costs about what one pair's does: an article's pairs at once)."""
-        keys = np.fromiter((self._hash(_normalized(pair["response"])) for pair in pairs), dtype=np.uint64, count=len(pairs))
-        keys = np.maximum(keys, np.uint64(1))  # the table stores a key 0 as 1: equal there, equal here
+        keys = self._seen.stored(self._hash(_normalized(pair["response"])) for pair in pairs)
         first = np.zeros(len(keys), dtype=bool)
         first[np.unique(keys, return_index=True)[1]] = True  # the first of equal responses among these
         seen, _ = self._seen.lookup(keys)
