@@ -26,6 +26,19 @@ Run on a GPU machine (one process per GPU under torchrun for data parallelism)::
     torchrun --nproc_per_node 2 benchmarks/bench_finetune.py --pairs ... --variants course
 
 Each run writes one JSON line per variant to ``--out`` (rank 0) and prints a table.
+
+``--pretrained FOLDER`` fine-tunes a pretrained model with its own tokenizer instead (on a machine
+without the Hub: ``helpers.hub``'s stand-in for SmolLM2-135M-Instruct, built from its GGUF), and
+``--validation`` trains on ``train.jsonl`` alone and reports the validation loss of
+``validation.jsonl`` (``finetune.evaluate_loss``: the model's own forward, the loss over fp32 logits) before
+training, every ``--eval-every`` steps and after: how a fused loss's shortcuts change what a
+fine-tuning run learns, not only its speed::
+
+    python benchmarks/bench_finetune.py --pretrained ~/.cache/corpus-to-client/standins/HuggingFaceTB--SmolLM2-135M-Instruct \\
+        --validation --eval-every 20 --variants course --batch-size 16 --examples 1014 --warmup 2 --steps 60 \\
+        --learning-rate 5e-5 --seed 0 --fused-loss cce
+
+Its throughput is not a measurement: the evaluations fall inside the timed steps.
 """
 from __future__ import annotations
 
@@ -179,9 +192,34 @@ def world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
-def load_texts(pairs_dir: Path) -> list[dict[str, str]]:
-    pairs = read_pairs_jsonl(pairs_dir / "train.jsonl") + read_pairs_jsonl(pairs_dir / "validation.jsonl")
+def load_texts(pairs_dir: Path, splits: tuple[str, ...] = ("train", "validation")) -> list[dict[str, str]]:
+    pairs = [pair for split in splits for pair in read_pairs_jsonl(pairs_dir / f"{split}.jsonl")]
     return [{"instruction": p["instruction"], "response": p["response"]} for p in pairs]
+
+
+class ValidationLoss:
+    """Trainer callback: the validation loss before the first step, every ``every`` steps and after the last.
+
+    ``finetune.evaluate_loss`` on the model the Trainer prepared: each point, the first included, under
+    the same mixed precision as training's forward. ``training_step`` puts the model back in training
+    mode at the next step.
+    """
+
+    def __init__(self, dataset, collator, every: int):
+        from transformers import TrainerCallback
+
+        outer = self
+        self.curve: list[tuple[int, float]] = []
+
+        class _Callback(TrainerCallback):
+            def on_train_begin(self, args, state, control, model=None, **kwargs):
+                outer.curve.append((0, finetune.evaluate_loss(model, dataset, collator)["loss"]))
+
+            def on_step_end(self, args, state, control, model=None, **kwargs):
+                if state.global_step % every == 0 or state.global_step == state.max_steps:
+                    outer.curve.append((state.global_step, finetune.evaluate_loss(model, dataset, collator)["loss"]))
+
+        self.callback = _Callback()
 
 
 def architecture_class(architecture: str):
@@ -233,10 +271,19 @@ def repeated(pairs: list[dict[str, str]], n: int, seed: int = 0) -> list[dict[st
     return out
 
 
-def run_variant(name: str, pairs, tokenizer, args) -> dict[str, Any]:
+def load_pretrained(folder: Path):
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32)
+
+
+def run_variant(name: str, pairs, tokenizer, args, validation_pairs=None) -> dict[str, Any]:
     from transformers import DataCollatorForLanguageModeling, Trainer, TrainingArguments
 
-    model = build_model(args.architecture, len(tokenizer), dropout=not (name != "tutorial" and args.no_dropout))
+    if args.pretrained:
+        model = load_pretrained(args.pretrained)
+    else:
+        model = build_model(args.architecture, len(tokenizer), dropout=not (name != "tutorial" and args.no_dropout))
     n_multiplying = sum(p.numel() for n_, p in model.named_parameters() if "wpe" not in n_)  # wpe: GPT-2's positions
     out_dir = Path(args.work) / f"{name}-rank{rank()}"
     steps = args.steps + args.warmup  # the timed window ends here; a profile takes the steps after it
@@ -274,12 +321,13 @@ def run_variant(name: str, pairs, tokenizer, args) -> dict[str, Any]:
         lengths = list(data["length"])
         precision = args.precision or finetune.choose_precision()
         # A fused loss bypasses the model's forward: the body alone is compiled, below.
-        params |= {"finetune_batch_size": args.batch_size, "finetune_torch_compile": args.compile and not args.fused_loss}
+        params |= {"finetune_batch_size": args.batch_size, "finetune_torch_compile": args.compile and not args.fused_loss,
+                   "finetune_seed": args.seed}
         if args.compile and args.fused_loss:
             body = getattr(model, model.base_model_prefix)
             setattr(model, model.base_model_prefix, torch.compile(body, mode=args.compile_mode))
         training_args = finetune.training_arguments(
-            params, out_dir, learning_rate=params["finetune_learning_rate"], precision=precision,
+            params, out_dir, learning_rate=args.learning_rate or params["finetune_learning_rate"], precision=precision,
             max_steps=steps + args.profile_steps, eval_strategy="no", save_strategy="no", load_best_model_at_end=False,
             logging_steps=10**9, disable_tqdm=True,
             **({} if args.workers is None else {"dataloader_num_workers": args.workers}),
@@ -290,6 +338,12 @@ def run_variant(name: str, pairs, tokenizer, args) -> dict[str, Any]:
     callbacks = [timer.callback]
     if args.profile_steps:
         callbacks.append(StepProfiler(steps, args.profile_steps).callback)
+    validation = None
+    if validation_pairs is not None:
+        validation_data = finetune.tokenize_pairs(validation_pairs, tokenizer, max_length=max_length, truncate=True,
+                                                  split="validation")
+        validation = ValidationLoss(validation_data, collator, args.eval_every)
+        callbacks.append(validation.callback)
     trainer = trainer_class(model=model, args=training_args, train_dataset=data, data_collator=collator,
                             callbacks=callbacks)
     on_gpu = torch.cuda.is_available()
@@ -305,7 +359,11 @@ def run_variant(name: str, pairs, tokenizer, args) -> dict[str, Any]:
     flops = real_tokens * flops_per_token(model.config, lengths, n_multiplying)
     return {
         "variant": name,
-        "architecture": args.architecture,
+        "architecture": str(args.pretrained.name) if args.pretrained else args.architecture,
+        "pretrained": bool(args.pretrained),
+        "learning_rate": training_args.learning_rate,
+        "seed": args.seed,
+        **({"validation_loss": [[step, round(loss, 4)] for step, loss in validation.curve]} if validation else {}),
         "parameters": sum(p.numel() for p in model.parameters()),
         "rank": rank(),
         "world_size": world_size(),
@@ -372,11 +430,20 @@ def main() -> int:
                         help="with --compile: one static graph per shape instead of dynamic shapes")
     parser.add_argument("--compile-mode", default=None, choices=["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"],
                         help="torch.compile's mode (reduce-overhead: CUDA graphs, worth it with --buckets --static-shapes)")
+    parser.add_argument("--pretrained", type=Path, default=None,
+                        help="a pretrained model's folder (with its tokenizer) fine-tuned instead of --architecture's random weights")
+    parser.add_argument("--validation", action="store_true",
+                        help="train on train.jsonl alone; report validation.jsonl's loss before, every --eval-every steps, after")
+    parser.add_argument("--eval-every", type=int, default=20)
+    parser.add_argument("--learning-rate", type=float, default=None, help="default: the profile's")
+    parser.add_argument("--seed", type=int, default=0, help="the examples' order and the Trainer's seed")
     parser.add_argument("--label", default="", help="a name for this configuration in the output")
     parser.add_argument("--work", type=Path, default=Path("/tmp/bench_finetune"))
     parser.add_argument("--smoke-cpu", action="store_true", help="run a few steps on the CPU to check the script")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "results" / "bench_finetune.jsonl")
     args = parser.parse_args()
+    if args.validation and "tutorial" in args.variants.split(","):
+        parser.error("--validation measures the course variant (--variants course)")
     if not torch.cuda.is_available() and not args.smoke_cpu:
         print("bench_finetune needs a CUDA GPU (--smoke-cpu checks the script on a CPU)", file=sys.stderr)
         return 2
@@ -397,15 +464,21 @@ def main() -> int:
                      "last, smaller batch")
     args.work.mkdir(parents=True, exist_ok=True)
 
-    pairs = load_texts(args.pairs)
-    tokenizer = build_tokenizer(pairs, args.work / f"tokenizer-{args.architecture}",
-                                architecture_config(args.architecture).vocab_size)
+    pairs = load_texts(args.pairs, ("train",) if args.validation else ("train", "validation"))
+    validation_pairs = load_texts(args.pairs, ("validation",)) if args.validation else None
+    if args.pretrained:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(str(args.pretrained))
+    else:
+        tokenizer = build_tokenizer(pairs, args.work / f"tokenizer-{args.architecture}",
+                                    architecture_config(args.architecture).vocab_size)
     sample = [format_training_text(p["instruction"], p["response"], tokenizer.eos_token) for p in pairs]
     chars_per_token = sum(map(len, sample)) / sum(len(tokenizer(t)["input_ids"]) for t in sample)
-    data = repeated(pairs, args.examples)
+    data = repeated(pairs, args.examples, seed=args.seed)
     results = []
     for name in args.variants.split(","):
-        result = run_variant(name, data, tokenizer, args)
+        result = run_variant(name, data, tokenizer, args, validation_pairs)
         result |= {"label": args.label, "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu", "torch": torch.__version__,
                    "chars_per_token": round(chars_per_token, 2)}
         results.append(result)
@@ -428,6 +501,8 @@ def main() -> int:
                   f"{r['mfu_datasheet']:6.1%} {r['peak_memory_gib']:8.2f}"
                   + (f"  ({r['graphs_compiled_while_timed']} graphs compiled in the timed steps: not a steady state)"
                      if r["graphs_compiled_while_timed"] else ""))
+            if "validation_loss" in r:
+                print(f"{'':24s} validation loss (step, loss): {r['validation_loss']}")
     return 0
 
 

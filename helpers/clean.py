@@ -20,6 +20,7 @@ import json
 import mmap
 import multiprocessing
 import re
+import sys
 import unicodedata
 from array import array
 from collections import Counter, deque
@@ -655,17 +656,32 @@ class NearDuplicateIndex:
         self._used = 0  # hashes written in the last chunk
         self._chunk_of = array("I")  # each kept paragraph's chunk
         self._ends = array("I")  # and where its hashes end in that chunk
-        self.labels: list[str] = []
+        # Each kept paragraph's label as a number (4 bytes) into the distinct labels, each held once: an
+        # article's paragraphs come together and share its title (a list of 15 million pointers was 117 MiB).
+        self._label_of = array("I")
+        self._label_names: list[str] = []
+        self._label_names_bytes = 0
 
     def __len__(self) -> int:
-        return len(self.labels)
+        return len(self._label_of)
+
+    def label(self, number: int) -> str:
+        """The label of the kept paragraph ``number``."""
+        return self._label_names[self._label_of[number]]
+
+    @property
+    def labels(self) -> list[str]:
+        """Every kept paragraph's label, in the order they were kept (a new list: for checks, not for lookups)."""
+        return [self._label_names[index] for index in self._label_of]
 
     def nbytes(self) -> int:
-        """Bytes the index's arrays hold (the labels aside; the band keys as ``KeyIndex.nbytes`` counts
-        them); of the last chunk, the part written so far (the rest is not touched, so not in memory yet)."""
+        """Bytes the index holds: its arrays (the band keys as ``KeyIndex.nbytes`` counts them; of the last
+        chunk, the part written so far, since the rest is not touched, so not in memory yet), a label number
+        a paragraph, and each distinct label (the string and its pointer)."""
         chunks = sum(chunk.nbytes for chunk in self._chunks[:-1]) + self._used * np.dtype(np.uint32).itemsize
-        return (self.band_keys.nbytes() + chunks
-                + self._chunk_of.itemsize * len(self._chunk_of) + self._ends.itemsize * len(self._ends))
+        per_paragraph = (self._chunk_of.itemsize * len(self._chunk_of) + self._ends.itemsize * len(self._ends)
+                         + self._label_of.itemsize * len(self._label_of))
+        return self.band_keys.nbytes() + chunks + per_paragraph + self._label_names_bytes
 
     def shingles(self, text: str) -> frozenset[str]:
         words = [word.casefold() for word in _WORD.findall(text)]
@@ -722,15 +738,18 @@ class NearDuplicateIndex:
             shared = len(np.intersect1d(hashes, other, assume_unique=True))
             jaccard = shared / (len(hashes) + len(other) - shared)
             if jaccard >= self.threshold and (best is None or jaccard > best[1]):
-                best = (self.labels[candidate], jaccard)
+                best = (self.label(candidate), jaccard)
         return best
 
     def keep(self, hashes: np.ndarray, label: str) -> int:
         """Store a paragraph's shingle hashes and label; its number. Its band keys are the caller's to
         add to ``band_keys`` under that number (``query_and_add`` does it at once)."""
-        self.labels.append(label)
+        if not self._label_names or self._label_names[-1] != label:
+            self._label_names.append(label)
+            self._label_names_bytes += sys.getsizeof(label) + 8  # the string, and the list's pointer to it
+        self._label_of.append(len(self._label_names) - 1)
         self._store(hashes)
-        return len(self.labels) - 1
+        return len(self._label_of) - 1
 
     def _store(self, hashes: np.ndarray) -> None:
         if not self._chunks or self._used + len(hashes) > len(self._chunks[-1]):
@@ -1009,7 +1028,7 @@ def _deduplicated(candidates: list[Candidate], label: str, exact: KeyIndex, near
     for number, ((_, _, (hashes, _)), key) in enumerate(zip(candidates, keys.tolist())):
         same = same_before[number] | ({kept_keys[key]} if key in kept_keys else set())
         if same:
-            verdicts.append(("exact_duplicate", near.labels[min(same)], 1.0))
+            verdicts.append(("exact_duplicate", near.label(min(same)), 1.0))
             continue
         similar = similar_before[number] | {kept_as[other] for other in earlier_sharing.get(number, ()) if other in kept_as}
         match = near.best_match(hashes, similar)

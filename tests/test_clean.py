@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 import sys
 
@@ -265,6 +266,9 @@ def test_exact_duplicates_are_found_after_the_tables_grow(monkeypatch, cleaned, 
     kept = list(clean.iter_paragraphs(grown.articles))
     assert len(kept) == grown.report.totals["paragraphs_out"]
     shingles = 4 * sum(len(probe.shingle_hashes(text)) for text in kept) + 8 * len(kept)
+    # and a label number each (4 bytes), and each article's title once (the string and its list pointer)
+    titles = [title for title, _ in itertools.groupby(article["title"] for article in grown.articles)]
+    shingles += 4 * len(kept) + sum(sys.getsizeof(title) + 8 for title in titles)
     tables = 12 * _table_slots(len(kept), 16) + 8 * _table_slots(32 * len(kept), 16)
     assert shingles + tables <= grown.report.duplicate_index_bytes <= shingles + tables + 4 * 64 * len(kept)
     # with one large chunk nothing is left unused between chunks: the bytes are exactly the paragraphs' cost
@@ -479,7 +483,7 @@ def _one_by_one(candidates, label, exact, near):
     verdicts = []
     for text, key, sketch in candidates:
         if earlier := exact.paragraphs([key]):
-            verdicts.append(("exact_duplicate", near.labels[min(earlier)], 1.0))
+            verdicts.append(("exact_duplicate", near.label(min(earlier)), 1.0))
         elif (match := near.query_and_add(text, label, sketch)) is not None:
             verdicts.append(("near_duplicate", *match))
         else:
