@@ -271,17 +271,11 @@ def repeated(pairs: list[dict[str, str]], n: int, seed: int = 0) -> list[dict[st
     return out
 
 
-def load_pretrained(folder: Path):
-    from transformers import AutoModelForCausalLM
-
-    return AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32)
-
-
 def run_variant(name: str, pairs, tokenizer, args, validation_pairs=None) -> dict[str, Any]:
-    from transformers import DataCollatorForLanguageModeling, Trainer, TrainingArguments
+    from transformers import AutoModelForCausalLM, DataCollatorForLanguageModeling, Trainer, TrainingArguments
 
     if args.pretrained:
-        model = load_pretrained(args.pretrained)
+        model = AutoModelForCausalLM.from_pretrained(str(args.pretrained), dtype=torch.float32)
     else:
         model = build_model(args.architecture, len(tokenizer), dropout=not (name != "tutorial" and args.no_dropout))
     n_multiplying = sum(p.numel() for n_, p in model.named_parameters() if "wpe" not in n_)  # wpe: GPT-2's positions

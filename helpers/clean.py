@@ -669,11 +669,6 @@ class NearDuplicateIndex:
         """The label of the kept paragraph ``number``."""
         return self._label_names[self._label_of[number]]
 
-    @property
-    def labels(self) -> list[str]:
-        """Every kept paragraph's label, in the order they were kept (a new list: for checks, not for lookups)."""
-        return [self._label_names[index] for index in self._label_of]
-
     def nbytes(self) -> int:
         """Bytes the index holds: its arrays (the band keys as ``KeyIndex.nbytes`` counts them; of the last
         chunk, the part written so far, since the rest is not touched, so not in memory yet), a label number
