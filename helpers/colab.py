@@ -66,7 +66,7 @@ class SetupReport:
         out.append(f"drive:     {self.drive or 'not mounted (checkpoints stay in the run folder)'}")
         if self.stale:
             out.append("RESTART NEEDED: " + ", ".join(self.stale) + " was imported before the install replaced it: "
-                       "Runtime > Restart session, then run the notebook again (the install is then skipped)")
+                       "Runtime > Restart session, then run the notebook again (the clone is kept; pip finds the pins already met)")
         return out
 
     def as_dict(self) -> dict[str, Any]:

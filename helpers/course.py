@@ -109,9 +109,11 @@ def require_input(path: Path | str, produced_by: str, run_dir: Path | str | None
         notebook = CHAPTERS.get(produced_by, produced_by)
         how = (f"Run notebooks/{notebook}.ipynb first (on Colab: with the same Google Drive), or the whole course with "
                f"`python -m helpers.course --profile <profile>`")
-        if run_dir is not None:
-            how += ("; or, from this notebook, build what this run folder lacks with one call, naming the chapter "
-                    "you are in: `course.build_inputs(profile, run, before=\"05_finetune\")` (in chapter 05)")
+        if run_dir is not None and produced_by in CHAPTERS:
+            following = list(CHAPTERS)[list(CHAPTERS).index(produced_by) + 1]
+            how += (f"; or, from this notebook, build what this run folder lacks, up to chapter {produced_by}, with one "
+                    f"call: `course.build_inputs(profile, run, before=\"{following}\")` (it runs those chapters "
+                    "here, as long as each takes on its own: their set-up cells print their measured times)")
         raise MissingInputError(f"{path} does not exist: it is produced by chapter {produced_by}. {how}")
     return path
 

@@ -22,6 +22,7 @@ import functools
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -96,16 +97,80 @@ def _installed_matches_pin(site_dir: Path) -> bool:
     return installed.get("version") == pinned
 
 
+# The names Transformers.js 4 takes for a model id (src/utils/hub/utils.js, isValidHfModelId, with
+# REPO_ID_REGEX from hub/constants.js): 1 to 96 letters, digits, "_", "-" or ".", beginning and ending
+# with a letter, digit or "_", no ".." or "--", not ending in ".git" or ".ipynb". Any other name it
+# takes for a path of its own, not one under env.localModelPath: the page would fetch the model from
+# another address than models/<name>/.
+_MODEL_ID = re.compile(r"(\b[\w\-.]+\b/)?\b[\w\-.]{1,96}\b", re.ASCII)
+MODEL_NAME_RULE = ("1 to 96 letters, digits, '_', '-' or '.', beginning and ending with a letter, digit or '_', "
+                   "without '..' or '--', not ending in '.git' or '.ipynb'")
+
+
+def is_valid_model_name(name: str) -> bool:
+    """Whether Transformers.js (the version site/package.json pins) takes ``name`` as a model id: its ``isValidHfModelId``."""
+    return (_MODEL_ID.fullmatch(name) is not None and ".." not in name and "--" not in name
+            and not name.endswith((".git", ".ipynb")))
+
+
+def trained_max_length(model_dir: Path | str) -> int | None:
+    """The longest example (prompt and answer, in tokens) the model in ``model_dir`` was fine-tuned on.
+
+    Chapter 05's record (``max_length`` in ``finetune_metrics.json``, ``helpers.export.training_record``)
+    when ``model_dir`` is a course run's exported model (``<run>/06_export/model``); None otherwise.
+    """
+    from helpers import course
+    from helpers.export import training_record
+
+    model_dir = Path(model_dir).resolve()
+    run_dir = model_dir.parent.parent
+    if model_dir != course.output_path(run_dir, "onnx_model").resolve():
+        return None
+    try:
+        value = training_record(run_dir).get("max_length")
+    except (OSError, ValueError, KeyError):  # no record of chapter 05 in this run
+        return None
+    return int(value) if isinstance(value, int) and value > 0 else None
+
+
+def _page_template(path: Path, max_length: int | None) -> None:
+    """Complete the deployed ``prompt_template.json`` with what the page reads beside the prompt format:
+    ``stop_strings`` (``helpers.prompt``'s, as ``template_json`` writes them, when an older file lacks
+    them) and ``trained_max_length``, the token budget of a conversation (site/worker.js)."""
+    from helpers import prompt
+
+    template = json.loads(path.read_text(encoding="utf-8"))
+    wanted = dict(template)
+    if "stop_strings" not in wanted:
+        wanted["stop_strings"] = [] if wanted.get("kind") == prompt.KIND_CHAT else list(prompt.STOP_STRINGS)
+    if max_length is not None:
+        wanted["trained_max_length"] = max_length
+    if wanted != template:
+        path.write_text(json.dumps(wanted, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
 def deploy_model(model_dir: Path | str, site_dir: Path | str = SITE_DIR, name: str = DEFAULT_NAME,
-                 *, dtypes: tuple[str, ...] = ("fp32", "q8")) -> Path:
+                 *, dtypes: tuple[str, ...] = ("fp32", "q8"), max_length: int | None = None) -> Path:
     """Copy the exported model in ``model_dir`` to ``site/models/<name>/`` and return that folder.
 
     Refuses (``helpers.export.ModelFolderError``, explaining each problem) a folder the browser
-    could not load. Replaces an earlier copy of the same name, and writes ``models/presets.json``.
+    could not load, and (``ValueError``) a ``name`` Transformers.js would not take for a model id
+    (``is_valid_model_name``). Replaces an earlier copy of the same name, and writes ``models/presets.json``.
+    ``max_length``: the longest example the model was fine-tuned on, which the page keeps a
+    conversation within (``prompt_template.json``'s ``trained_max_length``); by default chapter 05's
+    record for a course run's export (``trained_max_length``), else none (only the context limits it).
     """
     if not name or "/" in name or "\\" in name or name.startswith("."):
         raise ValueError(f"model name {name!r} must be a plain folder name (it becomes the page's ?model=)")
+    if not is_valid_model_name(name):
+        raise ValueError(f"model name {name!r} is not one Transformers.js takes for a model id ({MODEL_NAME_RULE}): "
+                         "it would look for the model at another address than models/<name>/. "
+                         "Choose a name such as 'course-model' or 'smollm2-ft' (--name)")
+    if max_length is not None and (not isinstance(max_length, int) or max_length < 1):
+        raise ValueError(f"max_length must be a positive number of tokens, not {max_length!r}")
     require_good_folder(model_dir, dtypes)
+    if max_length is None:
+        max_length = trained_max_length(model_dir)
     models = Path(site_dir) / "models"
     target = models / name
     staging = models / f".{name}.partial"
@@ -113,6 +178,7 @@ def deploy_model(model_dir: Path | str, site_dir: Path | str = SITE_DIR, name: s
     # New files, not copies of the old ones' times: a redeployed model (even an older export) gets a new
     # Last-Modified, so a browser revalidating its cached copy fetches it instead of hearing 304.
     shutil.copytree(model_dir, staging, copy_function=shutil.copyfile)
+    _page_template(staging / "prompt_template.json", max_length)
     if target.exists():
         shutil.rmtree(target)
     staging.rename(target)
@@ -403,6 +469,8 @@ def main(argv: list[str] | None = None) -> int:
     deploy_cmd.add_argument("model_dir", type=Path)
     deploy_cmd.add_argument("--name", default=DEFAULT_NAME)
     deploy_cmd.add_argument("--site", type=Path, default=SITE_DIR)
+    deploy_cmd.add_argument("--max-length", type=int, default=None,
+                            help="tokens the model was fine-tuned on (default: chapter 05's record, for a run's export)")
     space_cmd = commands.add_parser("space", help="publish the page and a deployed model as a static Hugging Face Space")
     space_cmd.add_argument("--repo", required=True, help="the Space, e.g. your-name/corpus-to-client")
     space_cmd.add_argument("--name", default=DEFAULT_NAME, help="the deployed model (site/models/<name>/)")
@@ -413,7 +481,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "build":
             print(f"vendor: {build_site(args.site, force=args.force)}")
         elif args.command == "deploy":
-            print(f"deployed: {deploy_model(args.model_dir, args.site, args.name)}; open ?model={args.name}")
+            print(f"deployed: {deploy_model(args.model_dir, args.site, args.name, max_length=args.max_length)}; open ?model={args.name}")
         elif args.command == "space":
             staged = stage_space(args.site, args.staging, args.name)
             print(f"published: {publish_space(staged, args.repo)} (the Space builds for a minute first)")

@@ -99,6 +99,18 @@ def _verify(url: str, path: Path, dest: Path, timeout: float) -> None:
     record.write_text(f"{actual}  {dest.name}\n", encoding="utf-8")
 
 
+def _mirror_advice(url: str, dest: Path, *, sample: bool) -> str:
+    """What to do when the dumps' host fails: a whole file can be put in place by hand; a sample is cut by
+    this course from a URL, so the profile must point at a mirror's copy of the same files instead."""
+    name = urllib.parse.urlparse(url).path.rsplit("/", 1)[-1]
+    if not sample:
+        return f"download {name} from a mirror of the dumps (list: {WIKIMEDIA_MIRRORS}) and put it at {dest}."
+    return (f"take the dump from a mirror of the dumps (list: {WIKIMEDIA_MIRRORS}): in chapter 01's parameters cell, "
+            f"overrides = {{\"dump_source\": \"<the mirror's URL of {name}>\", \"dump_index_source\": \"<its URL of "
+            f"the -index.txt.bz2 beside it>\"}}, then run the chapter again (a file put at {dest.name} by hand is not "
+            f"used: the course cuts that sample itself).")
+
+
 def download(url: str, dest: Path | str, *, progress: bool = True, timeout: float = 60.0,
              length: int | None = None, finish: Any = None) -> Path:
     """Download ``url`` to ``dest``, resuming a previous partial download of the same file; return ``dest``.
@@ -143,16 +155,14 @@ def download(url: str, dest: Path | str, *, progress: bool = True, timeout: floa
             _verify(url, dest, dest, timeout)
             return dest
         raise DownloadError(
-            f"{url}: the server answered HTTP {error.code} ({error.reason}). Check the URL, or try a "
-            f"mirror of the dumps (list: {WIKIMEDIA_MIRRORS}) and put the file at {dest}.",
-            path=dest,
+            f"{url}: the server answered HTTP {error.code} ({error.reason}). Check the URL, or "
+            + _mirror_advice(url, dest, sample=length is not None), path=dest,
         ) from error
     except (urllib.error.URLError, OSError) as error:
         reason = getattr(error, "reason", error)
         raise DownloadError(
-            f"{url}: cannot reach the host ({reason}). Check your connection, or download the file from "
-            f"a mirror of the dumps (list: {WIKIMEDIA_MIRRORS}) and put it at {dest}.",
-            path=dest,
+            f"{url}: cannot reach the host ({reason}). Check your connection, or "
+            + _mirror_advice(url, dest, sample=length is not None), path=dest,
         ) from error
     with response:
         # 206: the rest of the same file. 200: the whole file (a server that ignores Range, or one whose

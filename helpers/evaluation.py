@@ -68,6 +68,22 @@ def rouge_l(predictions: Sequence[str], references: Sequence[str]) -> list[float
             for prediction, reference in zip(predictions, references)]
 
 
+def spread_over_articles(pairs: Sequence[dict[str, Any]], count: int) -> list[dict[str, Any]]:
+    """``count`` of ``pairs``, taken in turn from each article (its first pair from every article, then its
+    second...), in the pairs' order: chapter 03 writes an article's pairs together, so the first ``count``
+    pairs would often all come from one article."""
+    by_article: dict[Any, list[dict[str, Any]]] = {}
+    for index in range(len(pairs)):  # a list or a datasets.Dataset
+        pair = pairs[index]
+        by_article.setdefault(pair.get("article_id", index), []).append(pair)
+    chosen: list[dict[str, Any]] = []
+    depth = 0
+    while len(chosen) < min(count, len(pairs)):
+        chosen += [rows[depth] for rows in by_article.values() if depth < len(rows)][: count - len(chosen)]
+        depth += 1
+    return chosen
+
+
 def test_split_evaluation(
     models: dict[str, Any],
     tokenizer: Any,
@@ -81,8 +97,9 @@ def test_split_evaluation(
     """Evaluate each of ``models`` (name -> model) on chapter 03's test pairs.
 
     Returns ``(scores, answers)``. ``scores`` has one row per model: response loss and perplexity on
-    every test pair, and mean ROUGE-L, distinct-2 and repetition rate of greedy answers to the first
-    ``generated_pairs`` test pairs (generation is the slow part on a CPU). ``batch_size`` pairs are
+    every test pair, and mean ROUGE-L, distinct-2 and repetition rate of greedy answers to
+    ``generated_pairs`` test pairs spread over the test articles (``spread_over_articles``; generation is
+    the slow part on a CPU). ``batch_size`` pairs are
     scored at a time (the logits of a batch are its biggest tensor). ``answers`` has one row per
     generated pair: the instruction, the reference, each model's answer and its ROUGE-L.
     """
@@ -94,7 +111,7 @@ def test_split_evaluation(
         raise ValueError("the test split has no pairs: chapter 03 made none (too few articles for its fractions?)")
     data = ft.tokenize_pairs(test_pairs, tokenizer, max_length=max_length, truncate=True, split="test")
     collator = ft.RightPaddingCollator(ft.pad_token_id(tokenizer))
-    shown = [test_pairs[i] for i in range(min(generated_pairs, len(test_pairs)))]  # a list or a datasets.Dataset
+    shown = spread_over_articles(test_pairs, generated_pairs)
     instructions = [pair["instruction"] for pair in shown]
     references = [pair["response"] for pair in shown]
     answers = pd.DataFrame({"instruction": instructions, "reference": references})

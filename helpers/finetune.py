@@ -57,7 +57,7 @@ from transformers import (
 from helpers import prompt as course_prompt
 from helpers.colab import choose_precision  # its owner; chapter 05 calls it as ft.choose_precision
 from helpers.course import chapter_dir, output_path, parse_overrides
-from helpers.models import LORA_TARGETS, load_base_model, save_pretrained_atomically
+from helpers.models import LORA_TARGETS, base_model_source, load_base_model, save_pretrained_atomically
 from helpers.pairs import load_pairs
 from helpers.profiles import get_profile
 from helpers.prompt import STOP_STRINGS, write_template
@@ -620,6 +620,7 @@ def finetune_metrics(
     return {
         "method": method,
         "base_model": params["model_name"],
+        "base_model_source": base_model_source(params),
         "precision": precision,
         "max_length": max_length,
         "train_pairs": len(data["train"]),

@@ -44,6 +44,24 @@ PINNED_REVISIONS: dict[str, str] = {
     "HuggingFaceTB/SmolLM2-135M-Instruct": "12fd25f77366fa6b3b4b768ec3050bf629380bac",
     "HuggingFaceTB/SmolLM2-135M": "93efa2f097d58c2a74874c7e644dbc9b0cee75a2",
     "distilbert/distilgpt2": "2290a62682d06624634c1f46a6ad5be0f47f38aa",
+    # Chapter 00's pipeline tour (helpers.primer.PIPELINE_TASKS), loaded through helpers.primer.pipeline_model_folder.
+    # Each full SHA was found pinned in public code (repository and path named; 2026-12), and where transformers
+    # 4.57.6's own pipeline defaults (src/transformers/pipelines/__init__.py, SUPPORTED_TASKS) name the model, its
+    # short revision there is this SHA's prefix. Not checked against the Hub itself, which this workplace cannot
+    # reach: the first online run confirms them (a revision that does not exist fails the task's row).
+    # farach/huggingfaceR scripts/test-local-models.R; transformers default "714eb0f"
+    "distilbert/distilbert-base-uncased-finetuned-sst-2-english": "714eb0fa89d2f80546fda750413ed43d93601a13",
+    # whit3rabbit/openkind crates/openkind-backends/src/families/encoder_nli/mod.rs (BACKBONE_REVISION)
+    "typeform/distilbert-base-uncased-mnli": "cfa538a0fddbbd978fefe8966c1aeff7ad409c90",
+    # QuantConnect/Documentation code-generators/hugging-face-table-generator.py;
+    # hhhhollow/sentiment-ml-vs-transformers README.md
+    "distilbert/distilbert-base-uncased": "12040accade4e8a0f71eabdb258fecc2e7e948be",
+    # traverse-framework/registry examples/hub-client-first-ner/README.md (its link to the Hub tree at this commit)
+    "dslim/distilbert-NER": "dfa2838a127384aabb82ed7719e16dab84c42a2a",
+    # QuantConnect/Documentation code-generators/hugging-face-table-generator.py; transformers default "564e9b5"
+    "distilbert/distilbert-base-cased-distilled-squad": "564e9b582944a57a3e586bbb98fd6f0a4118db7f",
+    # mantzaris/KeemenaSubwords.jl src/models.jl (a resolve/ URL at this commit); transformers default "df1b051"
+    "google-t5/t5-small": "df1b051c49625cf57a3d0d8d3863ed4d13564fe4",
 }
 # Files snapshot_download fetches: the model, its tokenizer and configs (no ONNX or GGUF copies).
 HUB_FILES = ["*.json", "*.safetensors", "*.txt", "*.jinja", "*.model"]

@@ -765,6 +765,15 @@ def prepare_base_model(params: dict[str, Any], run_dir: Path | str) -> BaseModel
     return BaseModelReport(str(out), parameters, losses, seconds, len(texts), tokens, source_note=note)
 
 
+def base_model_source(params: dict[str, Any]) -> str:
+    """Where the profile's base model comes from: ``"course"`` (chapter 04 builds it), ``"hub"`` or
+    ``"gguf-standin"`` (``helpers.hub.pretrained_source``: the Hub's cache or the stand-in's folder, so cheap
+    once chapter 04 ran). Chapter 05 records it; chapter 06's model card says which weights were fine-tuned."""
+    if params["model_name"] == COURSE_TINY_GPT2:
+        return "course"
+    return hub.pretrained_source(params["model_name"], offline=params["hub_offline"])[1]
+
+
 def load_base_model(params: dict[str, Any], run_dir: Path | str) -> PreTrainedModel:
     """The profile's base model, loaded with ``AutoModelForCausalLM.from_pretrained``.
 

@@ -30,6 +30,7 @@ TINY_DUMP = REPO_ROOT / "data" / "tiny" / "enwiki-tiny.xml.bz2"
 
 # The classic pipeline tasks, each with a small Hub model (a few hundred MB at most) and an input.
 # "{mask}" is replaced by the model's own mask token, which differs between BERT and RoBERTa.
+# Every model is loaded at the commit pinned in helpers.hub.PINNED_REVISIONS (see pipeline_model_folder).
 PIPELINE_TASKS: dict[str, dict[str, Any]] = {
     "sentiment-analysis": {"model": "distilbert/distilbert-base-uncased-finetuned-sst-2-english",
                            "inputs": "The new museum is wonderful."},
@@ -199,14 +200,43 @@ def _short(output: Any, limit: int = 120) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def pipeline_model_folder(name: str) -> Path:
+    """The local folder ``pipeline`` loads for a tour model: the Hub files at the pinned commit, config checked.
+
+    ``name`` must be pinned in ``helpers.hub.PINNED_REVISIONS`` (else ``ValueError``, before any download), or
+    be a local folder. ``hub.pretrained_source`` downloads it with ``snapshot_download`` at that commit and
+    refuses a config holding a key of ``hub.UNSAFE_CONFIG_KEYS`` (``hub.UnsafeConfigError``, CVE-2026-4372); a
+    local folder's config is refused the same way. No stand-in exists for these models: an unreachable Hub
+    raises ``hub.ModelUnavailableError``.
+    """
+    from helpers import hub
+
+    if not Path(name).is_dir() and name not in hub.PINNED_REVISIONS:
+        raise ValueError(f"{name!r} has no pinned revision in helpers.hub.PINNED_REVISIONS; the course loads a Hub "
+                         "model only at a pinned commit (CVE-2026-4372)")
+    folder, _ = hub.pretrained_source(name)
+    hub.refuse_unsafe_config(folder)  # pretrained_source checked a download already; a local folder it returns as is
+    if not Path(name).is_dir() and not any(folder.glob("*.safetensors")):
+        # A commit from before the Hub converted the model's weights has only PyTorch's pickle format, which
+        # transformers loads with torch.load(weights_only=True): the same commit's files, no code run.
+        from huggingface_hub import snapshot_download
+
+        folder = Path(snapshot_download(name, revision=hub.PINNED_REVISIONS[name], allow_patterns=["*.bin"]))
+    return folder
+
+
 def pipeline_tasks_table(params: dict[str, Any], tasks: dict[str, dict[str, Any]] | None = None) -> pd.DataFrame:
     """Run each classic task with its small Hub model; one row per task (model, input, output, status).
 
     Offline (the profile's ``hub_offline`` or ``HF_HUB_OFFLINE``) nothing touches the network: every
-    row says "skipped: Hub unreachable". Online, a task that fails (a download error...) says why in
-    its row instead of stopping the notebook.
+    row says "skipped: Hub unreachable". Online, each model is downloaded at its pinned commit and its
+    config checked (``pipeline_model_folder``), then ``pipeline`` loads that local folder. A task that
+    fails (a download error...) says why in its row instead of stopping the notebook; a model whose
+    config is refused says "refused".
     """
     from transformers import pipeline
+
+    from helpers import hub
 
     tasks = PIPELINE_TASKS if tasks is None else tasks
     offline = is_offline(params)
@@ -219,7 +249,7 @@ def pipeline_tasks_table(params: dict[str, Any], tasks: dict[str, dict[str, Any]
             row["status"] = "skipped: Hub unreachable (offline profile or HF_HUB_OFFLINE)"
         else:
             try:
-                runner = pipeline(task, model=spec["model"])
+                runner = pipeline(task, model=str(pipeline_model_folder(spec["model"])))
                 if isinstance(kwargs.get("inputs"), str) and "{mask}" in kwargs["inputs"]:
                     kwargs["inputs"] = kwargs["inputs"].format(mask=runner.tokenizer.mask_token)
                     row["input"] = kwargs["inputs"]
@@ -228,6 +258,9 @@ def pipeline_tasks_table(params: dict[str, Any], tasks: dict[str, dict[str, Any]
                 else:
                     output = runner(kwargs.pop("inputs"), **kwargs)
                 row.update(output=_short(output), status="ok")
+            except hub.UnsafeConfigError as error:  # never loaded: the table says so
+                keys = ", ".join(key for key in hub.UNSAFE_CONFIG_KEYS if key in str(error))
+                row["status"] = f"refused: its config.json sets {keys} (CVE-2026-4372)"
             except Exception as error:  # a download or model error: reported in the table, not raised
                 row["status"] = f"failed: {type(error).__name__}: {str(error).splitlines()[0][:100]}"
         rows.append(row)
@@ -396,7 +429,7 @@ def block_input_output(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBas
 FAMILY_USES = {
     "encoder-only": "understands text: classification, NER, extractive QA, embeddings; cannot write text",
     "encoder-decoder": "reads an input, writes an output: translation, summarization",
-    "decoder-only": "continues text: chat, instructions, the course's browser model",
+    "decoder-only": "continues text: chat, instructions (the course's browser model is one)",
 }
 
 

@@ -3,7 +3,7 @@
 - ``tiny``: offline, CPU, minutes. The shipped corpus and a tokenizer/model the course builds itself.
   This is what CI and the nightly run: the mechanics, not a model worth talking to.
 - ``laptop``: a real pretrained instruct model, SmolLM2-135M-Instruct, fine-tuned with LoRA on the
-  shipped corpus on a laptop CPU, in about 11 minutes on two cores (benchmarks/README.md). From the Hub when it is reachable,
+  shipped corpus on a laptop CPU, in 9 to 12 minutes on two cores (benchmarks/README.md). From the Hub when it is reachable,
   else from its offline stand-in (``helpers.hub``). The profile for self-study.
 - ``colab``: a Colab T4. Downloads Simple English Wikipedia's multistream dump and uses Hub models.
 - ``full``: the same as colab without the sampling caps, for a long run on a bigger GPU.
@@ -103,9 +103,10 @@ _COMMON: dict[str, Any] = {
     "export_eval_pairs": 64,  # validation pairs for each variant's perplexity
     "export_check_prompts": 4,  # prompts for the logit and greedy comparisons
     "export_greedy_tokens": 24,
-    # 08 troubleshooting: None reproduces the failures on the profile's base model; "course-tiny-gpt2", on the
-    # tiny profile's stand-in, built in the chapter (each reproduction on a 135M model takes minutes on a CPU)
-    "troubleshoot_model": None,
+    # 08 troubleshooting: "course-tiny-gpt2" reproduces the failures on the tiny profile's stand-in, built in the
+    # chapter: the reproductions train on the CPU in one thread (the fastest for tiny matrices), where each run of
+    # an 82M or 135M model would take minutes; None, on the profile's base model
+    "troubleshoot_model": "course-tiny-gpt2",
     # 07 browser deploy: the model's folder name under site/models/ (the page's ?model=)
     "deploy_name": DEFAULT_DEPLOY_NAME,
 }
@@ -155,7 +156,6 @@ PROFILES: dict[str, dict[str, Any]] = {
         "eval_max_new_tokens": 80,
         "export_eval_pairs": 16,
         "export_check_prompts": 2,
-        "troubleshoot_model": "course-tiny-gpt2",
     },
     "colab": _COMMON
     | {

@@ -98,7 +98,7 @@ def article_text(article: dict[str, Any]) -> str:
 def load_inputs(params: dict[str, Any], run_dir: Path | str) -> Inputs:
     """Chapter 04's base model, chapter 03's tokenizer and pairs, chapter 02's articles by split.
 
-    With the profile's ``troubleshoot_model`` set to ``"course-tiny-gpt2"`` (the laptop profile), the
+    With the profile's ``troubleshoot_model`` set to ``"course-tiny-gpt2"`` (every profile's default), the
     reproductions get the tiny profile's stand-in instead, built here as chapters 03 and 04 build it
     for the tiny profile (its tokenizer into ``08_troubleshooting/tokenizer``, then a minute of
     pretraining on the training articles): on a CPU, every training run of a 135M-parameter model

@@ -105,6 +105,10 @@ async function checkModelFolder() {
   if (typeof template.add_special_tokens !== "boolean") {
     throw new MissingFileError(`models/${modelName}/prompt_template.json has no add_special_tokens (an older export). Export the model again (chapter 06).`);
   }
+  // What deploying records (helpers.deploy.deploy_model): the stop strings, and the length the model was fine-tuned on.
+  if (!Array.isArray(template.stop_strings ?? []) || !(template.trained_max_length === undefined || Number.isInteger(template.trained_max_length) && template.trained_max_length > 0)) {
+    throw new MissingFileError(`models/${modelName}/prompt_template.json has a stop_strings or trained_max_length the page cannot use. Deploy the model again (python -m helpers.deploy deploy).`);
+  }
   if (isChat && typeof tokenizerConfig.chat_template !== "string") {
     throw new MissingFileError(`models/${modelName}/tokenizer_config.json has no chat_template, but the model was trained with its chat template. Export the model again (chapter 06).`);
   }
@@ -145,13 +149,6 @@ function conversationPrompt(template, history, instruction) {
   return [...earlier, ...formatPrompt(template, instruction)];
 }
 // [/conversation]
-
-// The answer stops where the model starts a new instruction (helpers.prompt.STOP_STRINGS).
-function cutAtStopStrings(text, template) {
-  let cut = text;
-  for (const stop of template.stop_strings ?? []) cut = cut.split(stop, 1)[0];
-  return cut.trim();
-}
 
 // Greedy decoding ignores temperature, top-k and top-p: their fields are disabled unless sampling is on.
 function showSamplingFields() {
@@ -311,16 +308,19 @@ function keepInView(element) {
 // [finish]
 // The line under an answer: how many tokens, how fast, and why it ended.
 function finishLine(data) {
-  let why = "end"; // the model's own end-of-text token, or the start of a new instruction
+  let why = "end"; // the model's own end-of-text token
   if (data.stoppedBy === "you") why = "you";
+  else if (data.stoppedBy === "stop string") why = `stop string ${JSON.stringify(data.stopString)} (the model began a new instruction)`;
   else if (data.stoppedBy === "limit") {
     why = data.limitedByContext
       ? `limit (the ${state.contextLength}-token context left room for ${data.maxNewTokens} new tokens)`
       : `limit (${data.maxNewTokens} new tokens)`;
   }
   const speed = data.tps ? ` (${data.tps.toFixed(1)} tokens/s)` : "";
+  const room = data.droppedFor === "trained"
+    ? `stay within the ${data.trainedMaxLength} tokens the model was fine-tuned on` : "fit the context";
   const dropped = data.droppedTurns
-    ? ` · ${data.droppedTurns} earlier exchange${data.droppedTurns === 1 ? "" : "s"} left out to fit the context`
+    ? ` · ${data.droppedTurns} earlier exchange${data.droppedTurns === 1 ? "" : "s"} left out to ${room}`
     : "";
   return `${data.tokens} tokens in ${data.seconds.toFixed(1)} s${speed} · stopped by ${why}${dropped}`;
 }
@@ -328,9 +328,12 @@ function finishLine(data) {
 
 // The worker in use, and the flag shared with it (Stop). A generation that fails may leave ONNX
 // Runtime's session unusable (every later run fails too), so after an error the page starts a fresh
-// worker and loads the model again: the next question works without reloading the page.
+// worker and loads the model again: the next question works without reloading the page. After a
+// failure on WebGPU the fresh worker runs on WASM (slower, still right), and the page says why.
 let worker = null;
+let workerStarted = false; // its module and the library loaded (its "started" message came)
 let stopFlag = null;
+let activeDevice = device; // what the next worker is asked for
 let streamed = "";
 let current = null; // the turn being answered: {question, turn, answer, stats, copy}
 
@@ -361,6 +364,9 @@ function endTurn(outcome) {
 function onWorkerMessage({ data }) {
   state.events.push(data.type === "progress" ? { type: "progress", status: data.status, file: data.file } : { type: data.type });
   switch (data.type) {
+    case "started":
+      workerStarted = true;
+      break;
     case "status":
       ui.status.textContent = data.text;
       break;
@@ -370,6 +376,12 @@ function onWorkerMessage({ data }) {
       break;
     case "progress":
       renderProgress(data);
+      break;
+    case "fallback": // WebGPU failed in a way that leaves the worker unusable: a fresh one, on WASM
+      state.restarts = (state.restarts ?? 0) + 1;
+      activeDevice = "wasm";
+      spawnWorker({ fallbackFrom: data.fallbackFrom, note: data.note });
+      ui.status.textContent = "WebGPU failed: loading the model again on WASM (the CPU: slower, still right)…";
       break;
     case "ready":
       state.ready = true;
@@ -403,8 +415,8 @@ function onWorkerMessage({ data }) {
       keepInView(current.turn);
       break;
     case "complete": {
-      const answer = cutAtStopStrings(data.text, state.template);
-      state.result = { ...data, rawText: data.text, text: answer };
+      const answer = data.text.trim(); // the worker cut it at the first stop string
+      state.result = { ...data, text: answer };
       if (current) {
         current.answer.textContent = answer;
         current.stats.textContent = finishLine(data);
@@ -427,28 +439,66 @@ function onWorkerMessage({ data }) {
         setGenerating(false);
         break;
       }
-      showError(`The model could not ${data.stage === "load" ? "be loaded" : "generate"}: ${data.message}`);
-      if (data.stage === "generate") {
-        state.restarts = (state.restarts ?? 0) + 1;
-        spawnWorker();
-        ui.status.textContent = "Loading the model again after the error, so that the next question works…";
+      if (data.stage === "worker") { // an error outside any request: the worker started, and failed later
+        reportLateError(data.message);
+        break;
       }
+      showError(`The model could not ${data.stage === "load" ? "be loaded" : "generate"}: ${data.message}`);
+      if (data.stage === "generate") restartAfterError(data.message);
       setGenerating(false);
       break;
   }
 }
 
-function spawnWorker() {
+// A fresh worker after a failed generation; on WASM when WebGPU failed (the GPU may fail again).
+function restartAfterError(message) {
+  state.restarts = (state.restarts ?? 0) + 1;
+  if (state.device === "webgpu") {
+    activeDevice = "wasm";
+    spawnWorker({ fallbackFrom: "webgpu", note: `WebGPU failed while generating (${message}), using WASM` });
+    ui.status.textContent = "WebGPU failed while generating: loading the model again on WASM (the CPU: slower, still right)…";
+  } else {
+    spawnWorker();
+    ui.status.textContent = "Loading the model again after the error, so that the next question works…";
+  }
+}
+
+// An error the worker reported outside any request, or one it could not catch: not a failed start. During
+// an answer, the answer is lost and a fresh worker loads the model again; otherwise the model stays loaded.
+function reportLateError(message) {
+  const text = `The model worker failed after it started: ${message}`;
+  if (state.generating) {
+    endTurn("failed");
+    showError(text);
+    restartAfterError(message);
+    setGenerating(false);
+  } else if (state.ready) {
+    state.error = text; // the model is still loaded: only said
+    ui.error.textContent = text;
+  } else {
+    showError(text);
+  }
+}
+
+function spawnWorker(fallback = null) {
   worker?.terminate();
   state.ready = false;
+  workerStarted = false;
   ui.generate.disabled = true;
   worker = new Worker(new URL("./worker.js", import.meta.url), { type: "module" });
   // Stop is a flag in memory shared with the worker (see worker.js); it needs cross-origin isolation.
   stopFlag = self.crossOriginIsolated ? new Int32Array(new SharedArrayBuffer(4)) : null;
   worker.addEventListener("message", onWorkerMessage);
-  worker.addEventListener("error", (event) => showError(`The model worker failed to start: ${event.message ?? "unknown error"}. Was the site built (vendor/)? Run \`python -m helpers.deploy build\`.`));
+  // What the worker could not report itself: its module or the library failing to load (not built?),
+  // or, rarely, an error it could not catch later on.
+  worker.addEventListener("error", (event) => {
+    event.preventDefault();
+    if (workerStarted) reportLateError(event.message ?? "unknown error");
+    else showError(`The model worker failed to start: ${event.message ?? "unknown error"}. Was the site built (vendor/)? Run \`python -m helpers.deploy build\`.`);
+  });
   state.timings.loadRequested = performance.now();
-  worker.postMessage({ type: "load", model: modelName, dtype, device, stopFlag, threads, ortBuild, rules });
+  worker.postMessage({ type: "load", model: modelName, dtype, device: activeDevice, stopFlag, threads, ortBuild, rules,
+                       template: state.template, fallback });
 }
 
 // [stop]
@@ -468,7 +518,7 @@ function stopGenerating() {
   const asked = current;
   setTimeout(() => {
     if (!state.generating || current !== asked) return; // the worker stopped by itself
-    const answer = cutAtStopStrings(streamed, state.template);
+    const answer = streamed.trim(); // the worker streams nothing from a stop string on
     const data = { text: streamed, tokens: asked.streamedTokens ?? 0, seconds: (performance.now() - asked.began) / 1000,
                    tps: null, interrupted: true, stoppedBy: "you", stoppedByRestart: true };
     state.result = { ...data, rawText: streamed, text: answer };

@@ -1,11 +1,12 @@
 """The Colab install leaves Colab's own packages alone.
 
-Each notebook's install cell runs, on Colab only, ``pip install -c constraints-colab.txt -e .``.
+Each notebook's install cell runs, on Colab only, ``pip install -c constraints-colab.txt -e ".[colab]"``.
 Here pip resolves exactly that install (``--dry-run --report``, from PyPI) in a fresh virtual
 environment that holds a Colab-like set of already-installed packages (their metadata only:
 ``COLAB_RUNTIME``), and the test fails if pip would install, upgrade or downgrade any of them:
 replacing torch pulls gigabytes of CUDA wheels, and a new ipykernel brings tornado and pyzmq under
-a running kernel. It needs PyPI (CI and this workplace reach it).
+a running kernel (the ``colab`` extra's papermill pulls nbclient, whose 0.11 needs jupyter-client 8:
+``constraints-colab.txt`` holds it at 0.10.2). It needs PyPI (CI and this workplace reach it).
 """
 from __future__ import annotations
 
@@ -64,7 +65,7 @@ def test_the_colab_install_replaces_none_of_colabs_packages(tmp_path):
     report = tmp_path / "report.json"
     done = subprocess.run(
         [python, "-m", "pip", "install", "--dry-run", "--quiet", "--disable-pip-version-check", "--report", report,
-         "-c", REPO_ROOT / "constraints-colab.txt", "-e", REPO_ROOT],
+         "-c", REPO_ROOT / "constraints-colab.txt", "-e", f"{REPO_ROOT}[colab]"],
         capture_output=True, text=True, timeout=900)
     if done.returncode != 0 and "Could not fetch URL" in done.stderr + done.stdout:
         pytest.fail(f"PyPI is not reachable from here; this test resolves the install from it:\n{done.stderr[-2000:]}")

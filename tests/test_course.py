@@ -227,7 +227,13 @@ def test_a_missing_input_names_its_chapter_and_the_one_call_that_builds_it(tmp_p
         course.chapter_input(tmp_path, "finetuned_model")
     message = str(error.value)
     assert "produced by chapter 05_finetune" in message and "notebooks/05_fine_tuning.ipynb" in message
-    assert "course.build_inputs(profile, run, before=" in message and "Google Drive" in message
+    assert "Google Drive" in message
+    # The call builds through the chapter that makes the missing output, whichever chapter asks for it.
+    assert 'course.build_inputs(profile, run, before="06_export")' in message
+    for name, after in (("onnx_model", "07_deploy"), ("pairs", "04_model"), ("articles", "02_cleaning")):
+        with pytest.raises(course.MissingInputError, match=f'before="{after}"'):
+            course.chapter_input(tmp_path, name)
+        assert course.missing_chapters(tmp_path, after)[-1] == course.OUTPUTS[name][0]
 
 
 def test_the_runner_starts_kernels_with_transport_encryption_so_they_do_not_warn(tmp_path):

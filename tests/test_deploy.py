@@ -73,6 +73,53 @@ def test_deploy_refuses_a_broken_model_and_says_why(exported_gpt2, site, tmp_pat
         deploy.deploy_model(exported_gpt2, site, "../escape")
 
 
+# Names Transformers.js's isValidHfModelId refuses (it would then fetch the model from another address
+# than models/<name>/), and names it takes; tests/test_site_browser.py checks both lists against the library.
+REFUSED_NAMES = ["my model", "smollm2--ft", "model-", "-model", "m" * 97, "v1..2", "model.git", "model.ipynb", "modèle", "model\n"]
+TAKEN_NAMES = ["course-model", "m" * 96, "smollm2_ft.v2", "_model_", "a", "test-tiny-gpt2"]
+
+
+def test_deploy_refuses_a_name_transformers_js_would_not_take_for_a_model_id(exported_gpt2, site):
+    for name in REFUSED_NAMES:
+        assert not deploy.is_valid_model_name(name), name
+        with pytest.raises(ValueError) as refused:
+            deploy.deploy_model(exported_gpt2, site, name)
+        message = str(refused.value)
+        assert repr(name) in message and deploy.MODEL_NAME_RULE in message and "Transformers.js" in message
+        assert "Choose a name such as 'course-model'" in message
+    assert not (site / "models").exists()  # refused before anything was copied
+    assert all(deploy.is_valid_model_name(name) for name in TAKEN_NAMES)
+    assert deploy.deploy_model(exported_gpt2, site, "m" * 96).name == "m" * 96
+
+
+def test_deploy_records_the_stop_strings_and_the_fine_tuning_length(exported_gpt2, site, tmp_path):
+    from helpers import course, prompt
+
+    def deployed_template(source, **kwargs):
+        target = deploy.deploy_model(source, site, "tiny", **kwargs)
+        return json.loads((target / "prompt_template.json").read_text())
+
+    plain = deployed_template(exported_gpt2)
+    assert plain["stop_strings"] == list(prompt.STOP_STRINGS) and "trained_max_length" not in plain
+    assert deployed_template(exported_gpt2, max_length=384)["trained_max_length"] == 384
+    # a course run's export: chapter 05's record of the length it fine-tuned on
+    run = tmp_path / "run"
+    exported = Path(shutil.copytree(exported_gpt2, course.output_path(run, "onnx_model")))
+    metrics = course.output_path(run, "finetune_metrics")
+    metrics.parent.mkdir(parents=True)
+    metrics.write_text(json.dumps({"max_length": 256}))
+    assert deploy.trained_max_length(exported) == 256 and deploy.trained_max_length(exported_gpt2) is None
+    assert deployed_template(exported)["trained_max_length"] == 256
+    # an older template without stop strings gets helpers.prompt's, in the deployed copy only
+    template_path = exported / "prompt_template.json"
+    older = {key: value for key, value in json.loads(template_path.read_text()).items() if key != "stop_strings"}
+    template_path.write_text(json.dumps(older))
+    assert deployed_template(exported)["stop_strings"] == list(prompt.STOP_STRINGS)
+    assert "stop_strings" not in json.loads(template_path.read_text())
+    with pytest.raises(ValueError, match="max_length must be a positive number"):
+        deploy.deploy_model(exported_gpt2, site, "tiny", max_length=0)
+
+
 def test_vendor_check_and_missing_npm(site, monkeypatch):
     (site / "package.json").write_text(json.dumps({"dependencies": {"@huggingface/transformers": "4.3.2"}}))
     assert not deploy.vendor_is_current(site)

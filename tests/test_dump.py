@@ -741,3 +741,16 @@ def test_the_cli_parses_on_several_processes(tmp_path, multistream, tiny_dump):
     assert done.returncode == 0, done.stderr
     dump.dump_to_jsonl(tiny_dump, tmp_path / "b.jsonl")
     assert (tmp_path / "a.jsonl").read_bytes() == (tmp_path / "b.jsonl").read_bytes()
+
+
+def test_a_dead_host_during_a_sample_says_to_point_the_profile_at_a_mirror(tmp_path):
+    """A sample is cut by the course from a URL: a file put in its place by hand would be discarded, so the
+    error gives the overrides that take the same files from a mirror instead."""
+    url = "http://127.0.0.1:9/simplewiki-latest-pages-articles-multistream.xml.bz2"
+    with pytest.raises(dump.DownloadError) as caught:
+        dump.download(url, tmp_path / "sample.xml.bz2", progress=False, timeout=5, length=1000)
+    message = str(caught.value)
+    assert '"dump_source"' in message and '"dump_index_source"' in message and "mirror" in message
+    assert f"put it at {tmp_path}" not in message
+    with pytest.raises(dump.DownloadError, match=f"put it at {tmp_path / 'whole.xml.bz2'}"):
+        dump.download(url, tmp_path / "whole.xml.bz2", progress=False, timeout=5)

@@ -42,10 +42,24 @@ def test_test_split_evaluation_scores_each_model_on_real_test_pairs(course_token
     data = ft.tokenize_pairs(pair_splits["test"], course_tokenizer, max_length=512, truncate=True, split="test")
     assert scores.loc["a", "response perplexity"] == pytest.approx(ft.evaluate_loss(base, data, collator)["perplexity"])
     assert list(answers.columns) == ["instruction", "reference", "a", "ROUGE-L a"]
-    assert list(answers["instruction"]) == [pair["instruction"] for pair in pair_splits["test"][:3]]
+    test_articles = list(dict.fromkeys(pair["article_id"] for pair in pair_splits["test"]))
+    assert len(test_articles) >= 3 and pair_splits["test"][1]["article_id"] == pair_splits["test"][0]["article_id"]
+    # one question from each of the first three test articles, not the first article's first three
+    firsts = [next(p for p in pair_splits["test"] if p["article_id"] == article) for article in test_articles[:3]]
+    assert list(answers["instruction"]) == [pair["instruction"] for pair in firsts]
     assert scores.loc["a", "empty answers"] == sum(not text.strip() for text in answers["a"])
     with pytest.raises(ValueError, match="no pairs"):
         evaluation.test_split_evaluation({"a": base}, course_tokenizer, [], max_length=512, generated_pairs=1, max_new_tokens=4)
+
+
+def test_spread_over_articles_takes_each_articles_pairs_in_turn():
+    pairs = [{"article_id": article, "n": n} for article, n in
+             (("A", 0), ("A", 1), ("A", 2), ("B", 0), ("C", 0), ("C", 1))]
+    assert [(p["article_id"], p["n"]) for p in evaluation.spread_over_articles(pairs, 5)] == [
+        ("A", 0), ("B", 0), ("C", 0), ("A", 1), ("C", 1)]
+    assert evaluation.spread_over_articles(pairs, 2) == [pairs[0], pairs[3]]
+    assert evaluation.spread_over_articles(pairs, 99) == [pairs[i] for i in (0, 3, 4, 1, 5, 2)]
+    assert evaluation.spread_over_articles([], 3) == []
 
 
 def test_every_preset_is_a_row_of_the_settings_table():

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import course, export, prompt
+from helpers import course, export, hub, prompt
 from helpers.pairs import save_pairs
 from helpers.profiles import get_profile
 
@@ -199,6 +199,8 @@ def test_export_model_reads_chapter_05_and_writes_chapter_06(tmp_path, tiny_gpt2
     assert "https://simple.wikipedia.org/w/index.php?curid=<id>&action=history" in card
     assert "base_model: a-recorded-base" in card and "`train_pairs`: 123" in card and "`val_loss_after`: 4.5678" in card
     assert "finetune_learning_rate" not in card  # a profile value chapter 05 did not record
+    assert result.validation.perplexity_pairs == min(12, len(pair_splits["validation"]))
+    assert f"perplexity on {result.validation.perplexity_pairs} validation pairs" in card
     assert sorted(p.name for p in (tmp_path / "06_export").iterdir()) == ["model"], "no staging folder left behind"
 
 
@@ -281,3 +283,21 @@ def test_the_texts_licence_follows_the_dumps_newest_edit(tmp_path, tiny_dump):
                             data={"wiki": "enwiki", "wiki_base": "https://en.wikipedia.org/wiki/", "latest_edit": stats.latest_edit})
     card = (tmp_path / "README.md").read_text()
     assert "license: cc-by-sa-3.0" in card and "by-sa/3.0/" in card and "2016-05-01" in card
+
+
+def test_the_model_card_says_which_weights_were_fine_tuned(tmp_path):
+    """Chapter 05 records where the base model came from; a card built on the stand-in must say so, not name the Hub's."""
+    name = "HuggingFaceTB/SmolLM2-135M-Instruct"
+    cards = {}
+    for source in (hub.SOURCE_STANDIN, hub.SOURCE_HUB, None):
+        folder = tmp_path / str(source)
+        folder.mkdir()
+        training = {"base_model": name} | ({"base_model_source": source} if source else {})
+        export.write_model_card(folder, base_model=name, training=training, metrics={})
+        cards[source] = (folder / "README.md").read_text()
+    assert "fine-tuned from the course's offline stand-in" in cards[hub.SOURCE_STANDIN]
+    assert f"from `{name}` (its offline stand-in" in cards[hub.SOURCE_STANDIN]
+    assert hub.STANDINS[name].filename in cards[hub.SOURCE_STANDIN]
+    assert f"at revision {hub.PINNED_REVISIONS[name]}" in cards[hub.SOURCE_HUB]
+    assert "stand-in" not in cards[hub.SOURCE_HUB].split("## Training")[0]
+    assert "Where the Hugging Face Hub is unreachable" in cards[None]  # a record from before the source was noted

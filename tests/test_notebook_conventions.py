@@ -89,3 +89,14 @@ def test_ci_runs_exactly_the_readme_test_command():
     assert commands == ["make course", "make test"], "the README's set-up is two commands: course, then tests"
     ci = [line.strip() for line in (REPO_ROOT / ".ci" / "run").read_text().splitlines()]
     assert ci[-1] == "make test"
+
+
+@pytest.mark.parametrize("twin", TWINS, ids=lambda p: p.name)
+def test_the_chapter_template_starts_as_every_chapter_does(twin: Path):
+    """docs/notebook_template.md is what a new chapter is copied from: its parameters, install and set-up
+    cells are each chapter's, with the chapter's name in place of NN_name."""
+    chapter = next(name for name, stem in CHAPTERS.items() if stem == twin.stem)
+    template = jupytext.read(REPO_ROOT / "docs" / "notebook_template.md")
+    code = [source.replace("NN_name", chapter) for kind, source in _cells(template) if kind == "code"]
+    chapter_code = [source for kind, source in _cells(jupytext.read(twin)) if kind == "code"]
+    assert chapter_code[: len(code)] == code, f"{twin.name}'s first cells differ from docs/notebook_template.md"

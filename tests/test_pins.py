@@ -144,6 +144,11 @@ def test_every_notebook_installs_on_colab_only_and_stops_when_it_fails(twin):
         assert "if _exit_code:" in after[index + 1] and "raise" in after[index + 2], f"{twin.name}: {command} unchecked"
     pip_lines = [line.strip() for c in cells for line in c.source.splitlines() if "pip install" in line]
     assert all("-c constraints" in line for line in pip_lines), f"{twin.name}: unconstrained pip install {pip_lines}"
+    # An install whose output is hidden hides its errors too: no %%capture, no quiet flags, no redirection.
+    hiding = [line for c in cells for line in c.source.splitlines()
+              if line.strip().startswith("%%capture") or ("pip install" in line and (
+                  re.search(r"\s-q+\b|--quiet", line) or ">" in line.split("pip install", 1)[1]))]
+    assert not hiding, f"{twin.name}: an install with its output hidden: {hiding}"
     assert "colab.setup_report(" in cells[parameters + 2].source, f"{twin.name}: report the GPU and precision after installing"
     assert "resolve_run_dir(profile, run_dir, drive=setup.drive)" in cells[parameters + 2].source, (
         f"{twin.name}: on Colab the run folder is on Drive, found after mounting it")

@@ -1,11 +1,14 @@
 """Chapter 00's helpers: attention against PyTorch's, positional encodings, the primer's model and tables."""
 from __future__ import annotations
 
+import json
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
 
-from helpers import primer
+from helpers import hub, primer
 from helpers.profiles import get_profile
 
 
@@ -91,6 +94,102 @@ def test_pipeline_tasks_are_skipped_offline_without_touching_the_hub(monkeypatch
     table = primer.pipeline_tasks_table(get_profile("tiny"))
     assert set(primer.PIPELINE_TASKS) == set(table.index)
     assert table["status"].str.startswith("skipped: Hub unreachable").all()
+
+
+@pytest.fixture
+def reachable_hub(tmp_path, monkeypatch):
+    """The Hub "reachable", its snapshot_download a stand-in that records each call and answers with one local folder."""
+    import huggingface_hub
+
+    folder = tmp_path / "snapshot"
+    folder.mkdir()
+    (folder / "model.safetensors").write_bytes(b"")
+    calls = []
+
+    def snapshot_download(repo_id, *, revision=None, allow_patterns=None, **kwargs):
+        calls.append((repo_id, revision, allow_patterns))
+        return str(folder)
+
+    monkeypatch.setattr(hub, "hub_unreachable", lambda timeout=3.0: False)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
+    return SimpleNamespace(folder=folder, calls=calls)
+
+
+def write_config(folder, **extra):
+    (folder / "config.json").write_text(json.dumps({"model_type": "distilbert", **extra}))
+
+
+def test_pipeline_models_are_fetched_at_their_pinned_commit_and_an_unsafe_config_is_refused(reachable_hub):
+    write_config(reachable_hub.folder, _attn_implementation_internal="flash_attention_2")
+    names = sorted({spec["model"] for spec in primer.PIPELINE_TASKS.values()})
+    for name in names:
+        with pytest.raises(hub.UnsafeConfigError, match="CVE-2026-4372"):
+            primer.pipeline_model_folder(name)
+    assert reachable_hub.calls == [(name, hub.PINNED_REVISIONS[name], hub.HUB_FILES) for name in names]
+    write_config(reachable_hub.folder)
+    assert primer.pipeline_model_folder(names[0]) == reachable_hub.folder
+
+
+def test_a_pinned_commit_without_safetensors_gets_its_pytorch_weights(reachable_hub):
+    (reachable_hub.folder / "model.safetensors").unlink()
+    write_config(reachable_hub.folder)
+    name = primer.PIPELINE_TASKS["sentiment-analysis"]["model"]
+    primer.pipeline_model_folder(name)
+    revision = hub.PINNED_REVISIONS[name]
+    assert reachable_hub.calls == [(name, revision, hub.HUB_FILES), (name, revision, ["*.bin"])]
+
+
+def test_an_unpinned_model_is_refused_before_any_download(reachable_hub):
+    with pytest.raises(ValueError, match="PINNED_REVISIONS"):
+        primer.pipeline_model_folder("someone/unpinned-model")
+    assert reachable_hub.calls == []
+
+
+def test_a_local_folder_with_an_unsafe_config_is_refused(tmp_path):
+    write_config(tmp_path, _attn_implementation_internal="eager")
+    with pytest.raises(hub.UnsafeConfigError, match="_attn_implementation_internal"):
+        primer.pipeline_model_folder(str(tmp_path))
+    write_config(tmp_path)
+    assert primer.pipeline_model_folder(str(tmp_path)) == tmp_path
+
+
+def test_pipeline_tour_refuses_unsafe_configs_without_building_a_pipeline(reachable_hub, monkeypatch):
+    import transformers
+
+    def no_pipeline(*args, **kwargs):
+        raise AssertionError("pipeline() was given a refused model")
+
+    monkeypatch.setattr(transformers, "pipeline", no_pipeline)
+    write_config(reachable_hub.folder, _attn_implementation_internal="sdpa")
+    table = primer.pipeline_tasks_table({"hub_offline": False})
+    assert set(primer.PIPELINE_TASKS) == set(table.index)
+    assert table["status"].str.startswith("refused: its config.json sets _attn_implementation_internal").all()
+    assert {revision for _, revision, _ in reachable_hub.calls} <= set(hub.PINNED_REVISIONS.values())
+
+
+def test_pipeline_tour_builds_each_pipeline_from_the_pinned_local_folder(reachable_hub, monkeypatch):
+    import transformers
+
+    built = []
+
+    class Runner:
+        tokenizer = SimpleNamespace(mask_token="[MASK]")
+
+        def __call__(self, *args, **kwargs):
+            return [{"label": "POSITIVE", "score": 0.99}]
+
+    def fake_pipeline(task, model=None, **kwargs):
+        built.append((task, model, kwargs))
+        return Runner()
+
+    monkeypatch.setattr(transformers, "pipeline", fake_pipeline)
+    write_config(reachable_hub.folder)
+    table = primer.pipeline_tasks_table({"hub_offline": False})
+    assert (table["status"] == "ok").all(), table["status"].tolist()
+    assert built == [(task, str(reachable_hub.folder), {}) for task in primer.PIPELINE_TASKS]
+    assert [call[:2] for call in reachable_hub.calls] == [
+        (spec["model"], hub.PINNED_REVISIONS[spec["model"]]) for spec in primer.PIPELINE_TASKS.values()]
+    assert table.loc["fill-mask", "input"] == "Paris is the [MASK] of France."
 
 
 def test_families_from_the_candidates():

@@ -194,6 +194,80 @@ def test_why_q8_stays_on_wasm_q8_on_webgpu_drifts_for_llama(site_url, webgpu_pag
     assert (result["tokenIds"] == expected["token_ids"]) == exact
 
 
+# A lost GPU device, WebGPU's own failure (a driver reset, a GPU taken back by the system): the test
+# destroys the device ONNX Runtime works on, through WebGPU's GPUDevice.destroy(), at a chosen moment.
+# Installed in the worker as soon as it exists, before the library asks for a device; it only records
+# the devices and, with lose_at_first_kernel, destroys the device when its first shader pipeline is
+# created: in the warm-up, the model's first run on the GPU (ONNX Runtime compiles shaders on first use).
+GPU_SPY = """(loseAtFirstKernel) => {
+  self.gpuDevices = [];
+  const requestDevice = GPUAdapter.prototype.requestDevice;
+  GPUAdapter.prototype.requestDevice = async function (...args) {
+    const device = await requestDevice.apply(this, args);
+    self.gpuDevices.push(device);
+    return device;
+  };
+  let lose = loseAtFirstKernel;
+  for (const name of ["createComputePipeline", "createComputePipelineAsync"]) {
+    const create = GPUDevice.prototype[name];
+    GPUDevice.prototype[name] = function (...args) {
+      if (lose) { lose = false; this.destroy(); }
+      return create.apply(this, args);
+    };
+  }
+}"""
+
+
+def _spy_on_the_gpu(page, lose_at_first_kernel: bool) -> list:
+    """Install GPU_SPY in every worker the page starts; the workers, in order."""
+    spied = []
+
+    def install(worker):
+        worker.evaluate(GPU_SPY, lose_at_first_kernel)
+        spied.append(worker)
+
+    page.on("worker", install)
+    return spied
+
+
+def test_a_gpu_lost_in_the_warm_up_falls_back_to_wasm_before_the_first_question(site_url, webgpu_page):
+    """The model loads on WebGPU, then the GPU fails in the one-token warm-up: the page loads it again on
+    WASM, says why, and the first question gets Python's tokens."""
+    spied = _spy_on_the_gpu(webgpu_page, lose_at_first_kernel=True)
+    state = _open(webgpu_page, site_url, "model=test-tiny-llama&dtype=fp32")
+    assert state["ready"] and state["device"] == "wasm", state
+    assert webgpu_page.evaluate("courseApp.fallbackFrom") == "webgpu"
+    note = webgpu_page.evaluate("courseApp.note")
+    assert note.startswith("WebGPU failed") and "lost" in note and note in webgpu_page.text_content("#status")
+    assert webgpu_page.evaluate("courseApp.timings.warmup") is None and webgpu_page.text_content("#backend").startswith("WASM")
+    # The failed run left that worker unable to run anything (Transformers.js chains every run on one
+    # promise): the model was loaded again in a fresh worker.
+    assert webgpu_page.evaluate("courseApp.restarts") == 1 and len(spied) == 2
+    result = _generate(webgpu_page, INSTRUCTION, 12)
+    expected = export.reference_generation(deploy.SITE_DIR / "models" / "test-tiny-llama", INSTRUCTION, max_new_tokens=12)
+    assert result["tokenIds"] == expected["token_ids"]
+    assert not webgpu_page.errors
+
+
+def test_after_a_gpu_failure_while_generating_the_fresh_worker_runs_on_wasm(site_url, webgpu_page):
+    spied = _spy_on_the_gpu(webgpu_page, lose_at_first_kernel=False)
+    state = _open(webgpu_page, site_url, "model=test-tiny-llama&dtype=fp32")
+    assert state["ready"] and state["device"] == "webgpu", state
+    spied[0].evaluate("self.gpuDevices.forEach((device) => device.destroy())")  # the GPU goes away between two questions
+    webgpu_page.fill("#instruction", INSTRUCTION)
+    webgpu_page.click("#generate")
+    webgpu_page.wait_for_function("courseApp.error !== null", timeout=60_000)
+    assert "could not generate" in webgpu_page.text_content("#error")
+    webgpu_page.wait_for_function("courseApp.restarts === 1 && courseApp.ready", timeout=120_000)
+    assert webgpu_page.evaluate("[courseApp.device, courseApp.fallbackFrom]") == ["wasm", "webgpu"]
+    assert webgpu_page.text_content("#status").startswith("Ready. WebGPU failed while generating (")
+    assert webgpu_page.text_content("#backend").startswith("WASM")
+    webgpu_page.evaluate("courseApp.result = null")
+    result = _generate(webgpu_page, INSTRUCTION, 12)
+    expected = export.reference_generation(deploy.SITE_DIR / "models" / "test-tiny-llama", INSTRUCTION, max_new_tokens=12)
+    assert result["tokenIds"] == expected["token_ids"]
+
+
 def test_progress_events_arrive_per_file(site_url, page):
     assert _open(page, site_url, "model=test-tiny-gpt2&dtype=q8")["ready"]
     events = page.evaluate("courseApp.events.filter(e => e.type === 'progress')")
@@ -201,6 +275,123 @@ def test_progress_events_arrive_per_file(site_url, page):
     assert {"config.json", "tokenizer.json", "onnx/model_quantized.onnx"} <= files
     assert any(e["status"] == "done" and e["file"] == "onnx/model_quantized.onnx" for e in events)
     assert page.locator("#progress li").count() >= 3
+
+
+# --- sampling and stop strings --------------------------------------------------------------------
+
+
+def _sample(page, instruction: str, max_new_tokens: int, *, temperature: float, top_p: float, top_k: int = 0) -> dict:
+    page.evaluate("courseApp.result = null")
+    page.check("#do_sample")
+    page.fill("#temperature", str(temperature))
+    page.fill("#top_k", str(top_k))  # 0, as the Creative preset: top-p alone
+    page.fill("#top_p", str(top_p))
+    page.fill("#repetition_penalty", "1")
+    page.fill("#no_repeat_ngram_size", "0")
+    page.fill("#max_new_tokens", str(max_new_tokens))
+    page.fill("#instruction", instruction)
+    page.click("#generate")
+    page.wait_for_function("courseApp.result || courseApp.error", timeout=120_000)
+    assert page.evaluate("courseApp.error") is None
+    return page.evaluate("courseApp.result")
+
+
+def _step_logits(model: str, instruction: str, tokens: list[int]):
+    """The fp32 model's next-token logits before each of ``tokens`` (onnxruntime): what the page sampled from."""
+    import numpy as np
+    from transformers import AutoTokenizer
+
+    model_dir = deploy.SITE_DIR / "models" / model
+    template = json.loads((model_dir / "prompt_template.json").read_text(encoding="utf-8"))
+    ids = prompt.prompt_ids_from_template_json(template, instruction, AutoTokenizer.from_pretrained(str(model_dir)))
+    session = export.onnx_session(model_dir / export.ONNX_SUBFOLDER / export.onnx_filename("fp32"))
+    logits, past = export.onnx_forward(session, ids)
+    steps, length = [], len(ids)
+    for token in tokens:
+        steps.append(np.asarray(logits[0, -1], dtype=np.float32))
+        logits, past = export.onnx_forward(session, [token], past, past_length=length)
+        length += 1
+    return steps
+
+
+def test_a_tiny_top_p_samples_exactly_the_greedy_tokens(site_url, page):
+    """Top-p keeps the smallest set of tokens whose probability reaches it: with top_p 1e-6 only the most
+    probable token is left, so sampling gives greedy decoding's tokens, Python's. Transformers.js 4
+    ignores top_p by itself; the worker's processor applies it."""
+    import numpy as np
+
+    assert _open(page, site_url, "model=test-tiny-llama&dtype=fp32")["ready"]
+    page.evaluate("courseApp.extraGenerationOptions = { top_p: 1e-6 }")  # below the field's minimum
+    result = _sample(page, INSTRUCTION, 20, temperature=0.7, top_p=0.9)
+    expected = export.reference_generation(deploy.SITE_DIR / "models" / "test-tiny-llama", INSTRUCTION, max_new_tokens=20)
+    assert page.evaluate("courseApp.lastOptions.top_p") == 1e-6 and page.evaluate("courseApp.lastOptions.do_sample")
+    assert result["tokenIds"] == expected["token_ids"]
+    # Without top-p the page would sample from the whole vocabulary: the chance of drawing these very tokens
+    logits = _step_logits("test-tiny-llama", INSTRUCTION, expected["token_ids"])
+    chance = np.prod([np.exp(step / 0.7 - np.logaddexp.reduce(step / 0.7))[token] for step, token in zip(logits, expected["token_ids"])])
+    assert chance < 1e-3, chance
+
+
+@pytest.mark.parametrize("top_k", [0, 20])
+def test_top_p_keeps_what_pythons_top_p_warper_keeps(site_url, page, top_k):
+    """Every token sampled with temperature 0.7 and top-p 0.5 (after top-k, when set) is one that
+    transformers' own TemperatureLogitsWarper, TopKLogitsWarper and TopPLogitsWarper leave at that step."""
+    import torch
+    from transformers.generation.logits_process import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+
+    assert _open(page, site_url, "model=test-tiny-llama&dtype=fp32")["ready"]
+    page.evaluate("courseApp.extraGenerationOptions = { min_new_tokens: 30 }")  # no early end: 30 draws
+    result = _sample(page, INSTRUCTION, 30, temperature=0.7, top_p=0.5, top_k=top_k)
+    assert result["tokens"] == 30 and page.evaluate("courseApp.lastOptions.top_k") == top_k
+    eos = export.eos_ids(deploy.SITE_DIR / "models" / "test-tiny-llama")
+    outside, chance = [], 1.0
+    for step, (logits, token) in enumerate(zip(_step_logits("test-tiny-llama", INSTRUCTION, result["tokenIds"]), result["tokenIds"])):
+        scores = torch.tensor(logits)[None]
+        scores[0, eos] = -float("inf")  # min_new_tokens, applied before the warpers in both libraries
+        scores = TemperatureLogitsWarper(0.7)(None, scores)
+        if top_k:
+            scores = TopKLogitsWarper(top_k)(None, scores)
+        kept = torch.isfinite(TopPLogitsWarper(0.5)(None, scores.clone())[0]).numpy()
+        if not kept[token]:
+            outside.append(step)
+        chance *= float(torch.softmax(scores[0], -1).numpy()[kept].sum())  # what top-k alone would sample
+    assert not outside, f"sampled outside Python's nucleus at steps {outside}"
+    assert chance < 1e-3, chance  # sampling without top-p would have left these sets
+
+
+def test_the_answer_stops_at_a_stop_string_and_never_shows_it(site_url, page):
+    """Chapter 05 stops generating at its stop strings; so does the page, while it streams. The tiny
+    random model never writes "### Instruction:", so prompt_template.json is given one more stop string
+    that its greedy answer does contain, a few words in."""
+    from transformers import AutoTokenizer
+
+    model_dir = deploy.SITE_DIR / "models" / "test-tiny-gpt2"
+    expected = export.reference_generation(model_dir, INSTRUCTION, max_new_tokens=40)
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    start = len(tokenizer.decode(expected["token_ids"][:12], skip_special_tokens=True))
+    stop = expected["text"][start:start + 6]
+    assert len(stop.strip()) >= 3, stop
+    at = expected["text"].index(stop)
+    needed = next(n for n in range(1, 41) if stop in tokenizer.decode(expected["token_ids"][:n], skip_special_tokens=True))
+    template_path = model_dir / "prompt_template.json"
+    original = template_path.read_text(encoding="utf-8")
+    template = json.loads(original)
+    assert template["stop_strings"] == list(prompt.STOP_STRINGS)  # chapter 05's, which deploying keeps
+    try:
+        template_path.write_text(json.dumps({**template, "stop_strings": [*prompt.STOP_STRINGS, stop]}), encoding="utf-8")
+        assert _open(page, site_url, "model=test-tiny-gpt2&dtype=fp32")["ready"]
+    finally:
+        template_path.write_text(original, encoding="utf-8")
+    page.evaluate("""window.shown = [];
+        new MutationObserver(() => window.shown.push(document.querySelector('#conversation .answer')?.textContent ?? ''))
+            .observe(document.getElementById('conversation'), {childList: true, characterData: true, subtree: true});""")
+    result = _generate(page, INSTRUCTION, 40)
+    assert result["stoppedBy"] == "stop string" and result["stopString"] == stop and not result["interrupted"]
+    assert result["tokenIds"] == expected["token_ids"][:needed]  # it stopped at the token that completed it
+    assert result["text"] == expected["text"][:at].strip() and page.text_content(NEWEST_ANSWER) == result["text"]
+    shown = page.evaluate("window.shown")
+    assert shown and not [text for text in shown if stop in text]  # never on screen, even while streaming
+    assert page.text_content(NEWEST_STATS).endswith(f"stopped by stop string {json.dumps(stop)} (the model began a new instruction)")
 
 
 def test_page_prompt_is_byte_identical_to_python(site_url, page):
@@ -304,6 +495,16 @@ def test_page_json_is_transformers_js_own_table(site_url):
     assert export.PAGE_RULES["auto_dtype"] == library["auto"]  # what "auto" becomes on each backend
 
 
+def test_the_model_names_deploy_accepts_are_the_librarys_model_ids(site_url):
+    # helpers.deploy refuses a name Transformers.js would not take for a model id: the same rule as its own.
+    names = ["my model", "smollm2--ft", "model-", "-model", "m" * 97, "m" * 96, "v1..2", "model.git", "model.ipynb",
+             "modèle", "model\n", "course-model", "smollm2_ft.v2", "_model_", "a", "a.b", ".a", "a.", "a/b", "a--"]
+    library = _library(f"import {{ isValidHfModelId }} from '{LIBRARY_SOURCE}/utils/hub/utils.js';"
+                       f"console.log(JSON.stringify({json.dumps(names)}.map(isValidHfModelId)));")
+    assert library == [deploy.is_valid_model_name(name) for name in names]
+    assert 3 < sum(library) < len(names) - 3  # both kinds of name were tried
+
+
 def test_the_architectures_python_accepts_are_the_librarys(site_url):
     from helpers import models
 
@@ -389,6 +590,32 @@ def test_after_a_failed_generation_a_fresh_worker_answers_the_next_question(site
     assert result["tokens"] >= 1 and page.text_content("#status") == "Done."
 
 
+def test_late_worker_errors_and_unhandled_rejections_reach_the_page_as_such(site_url, page):
+    """An error thrown in the worker after it started, and a rejection nobody awaited, are reported with
+    their messages, not as a worker that failed to start; the model stays loaded."""
+    assert _open(page, site_url, "model=test-tiny-gpt2&dtype=fp32")["ready"]
+    worker = page.workers[0]
+    worker.evaluate("(() => { setTimeout(() => { throw new Error('a late failure'); }, 0); return 0; })()")
+    page.wait_for_function("courseApp.error !== null", timeout=30_000)
+    message = page.text_content("#error")
+    assert "after it started" in message and "a late failure" in message and "failed to start" not in message
+    page.evaluate("courseApp.error = null")
+    worker.evaluate("(() => { Promise.reject(new Error('a promise nobody awaited')); return 0; })()")
+    page.wait_for_function("courseApp.error !== null", timeout=30_000)
+    assert "after it started: a promise nobody awaited" in page.text_content("#error")
+    assert page.evaluate("courseApp.ready") and page.text_content("#status") == "Ready."
+    page.evaluate("courseApp.result = null")
+    assert _generate(page, INSTRUCTION, 4)["tokens"] >= 1  # the same worker answers
+
+
+def test_a_worker_that_cannot_start_says_so(site_url, page):
+    page.context.route("**/vendor/transformers.min.js", lambda route: route.fulfill(status=404, body="not built"))
+    state = _open(page, site_url, "model=test-tiny-gpt2&dtype=fp32")
+    assert not state["ready"]
+    message = page.text_content("#error")
+    assert "failed to start" in message and "Was the site built (vendor/)?" in message
+
+
 def test_the_settings_take_ordinary_values_and_empty_fields_fall_back_to_defaults(site_url, page):
     _open(page, site_url, "model=test-tiny-gpt2&dtype=fp32")
     page.uncheck("#do_sample")
@@ -472,6 +699,36 @@ def test_the_oldest_exchanges_make_room_when_the_conversation_outgrows_the_conte
     kept = len(page.evaluate("courseApp.history")) - 1 - result["droppedTurns"]  # earlier exchanges still in the prompt
     assert result["prompt"].count(question.strip()) == kept + 1
     assert "left out to fit the context" in page.text_content(NEWEST_STATS)
+
+
+def test_a_conversation_stays_within_the_length_the_model_was_fine_tuned_on(site_url, page, exported_chat_llama, smollm2_tokenizer):
+    """deploy_model records the fine-tuning length (chapter 05's max_length) in prompt_template.json; the
+    page leaves out the oldest exchanges once the conversation and the answer would pass it, far inside the
+    512-token context, and keeps the newest question."""
+    trained, answer = 200, 12
+    folder = deploy.deploy_model(exported_chat_llama, deploy.SITE_DIR, "test-tiny-chat-200", max_length=trained)
+    try:
+        assert json.loads((folder / "prompt_template.json").read_text())["trained_max_length"] == trained
+        assert _open(page, site_url, "model=test-tiny-chat-200&dtype=fp32")["ready"]
+        page.evaluate(f"courseApp.extraGenerationOptions = {{ min_new_tokens: {answer} }}")
+        questions = [f"Question {n}: albedo is the fraction of light a surface reflects, is it not?" for n in range(5)]
+        for question in questions:
+            page.evaluate("courseApp.result = null")
+            result = _generate(page, question, answer)
+        history = page.evaluate("courseApp.history")
+        messages = [message for turn in history[:-1] for message in
+                    ({"role": "user", "content": turn["question"]}, {"role": "assistant", "content": turn["answer"]})]
+        whole = smollm2_tokenizer.apply_chat_template(messages + [{"role": "user", "content": questions[-1]}],
+                                                      tokenize=False, add_generation_prompt=True)
+        assert trained < len(smollm2_tokenizer(whole, add_special_tokens=False)["input_ids"]) + answer <= 512  # only the budget binds
+        assert result["droppedTurns"] >= 1 and result["promptTokens"] + answer <= trained
+        kept = messages[2 * result["droppedTurns"]:]  # the oldest exchanges left out, the rest as they were
+        assert result["prompt"] == smollm2_tokenizer.apply_chat_template(
+            kept + [{"role": "user", "content": questions[-1]}], tokenize=False, add_generation_prompt=True)
+        assert result["droppedFor"] == "trained"
+        assert f"left out to stay within the {trained} tokens the model was fine-tuned on" in page.text_content(NEWEST_STATS)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_each_answer_says_how_it_ended_and_can_be_copied(site_url, browser):
