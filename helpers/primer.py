@@ -246,7 +246,7 @@ def pipeline_tasks_table(params: dict[str, Any], tasks: dict[str, dict[str, Any]
         shown = kwargs.get("inputs", kwargs.get("question", ""))
         row = {"task": task, "model": spec["model"], "input": shown, "output": "", "status": ""}
         if offline:
-            row["status"] = "skipped: Hub unreachable (offline profile or HF_HUB_OFFLINE)"
+            row["status"] = "skipped: Hub unreachable (an offline profile, HF_HUB_OFFLINE, or no connection)"
         else:
             try:
                 runner = pipeline(task, model=str(pipeline_model_folder(spec["model"])))
@@ -429,7 +429,7 @@ def block_input_output(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBas
 FAMILY_USES = {
     "encoder-only": "understands text: classification, NER, extractive QA, embeddings; cannot write text",
     "encoder-decoder": "reads an input, writes an output: translation, summarization",
-    "decoder-only": "continues text: chat, instructions (the course's browser model is one)",
+    "decoder-only": "continues text (an -Instruct one answers instructions and chats)",
 }
 
 
