@@ -113,30 +113,11 @@ def is_valid_model_name(name: str) -> bool:
             and not name.endswith((".git", ".ipynb")))
 
 
-def trained_max_length(model_dir: Path | str) -> int | None:
-    """The longest example (prompt and answer, in tokens) the model in ``model_dir`` was fine-tuned on.
-
-    Chapter 05's record (``max_length`` in ``finetune_metrics.json``, ``helpers.export.training_record``)
-    when ``model_dir`` is a course run's exported model (``<run>/06_export/model``); None otherwise.
-    """
-    from helpers import course
-    from helpers.export import training_record
-
-    model_dir = Path(model_dir).resolve()
-    run_dir = model_dir.parent.parent
-    if model_dir != course.output_path(run_dir, "onnx_model").resolve():
-        return None
-    try:
-        value = training_record(run_dir).get("max_length")
-    except (OSError, ValueError, KeyError):  # no record of chapter 05 in this run
-        return None
-    return int(value) if isinstance(value, int) and value > 0 else None
-
-
 def _page_template(path: Path, max_length: int | None) -> None:
     """Complete the deployed ``prompt_template.json`` with what the page reads beside the prompt format:
     ``stop_strings`` (``helpers.prompt``'s, as ``template_json`` writes them, when an older file lacks
-    them) and ``trained_max_length``, the token budget of a conversation (site/worker.js)."""
+    them) and, when ``max_length`` is given, ``trained_max_length``, the token budget of a conversation
+    (site/worker.js), in place of the one chapter 05 recorded."""
     from helpers import prompt
 
     template = json.loads(path.read_text(encoding="utf-8"))
@@ -157,8 +138,8 @@ def deploy_model(model_dir: Path | str, site_dir: Path | str = SITE_DIR, name: s
     could not load, and (``ValueError``) a ``name`` Transformers.js would not take for a model id
     (``is_valid_model_name``). Replaces an earlier copy of the same name, and writes ``models/presets.json``.
     ``max_length``: the longest example the model was fine-tuned on, which the page keeps a
-    conversation within (``prompt_template.json``'s ``trained_max_length``); by default chapter 05's
-    record for a course run's export (``trained_max_length``), else none (only the context limits it).
+    conversation within (``prompt_template.json``'s ``trained_max_length``); by default what chapter 05
+    recorded there (``helpers.prompt.template_json``), else none (only the context limits it).
     """
     if not name or "/" in name or "\\" in name or name.startswith("."):
         raise ValueError(f"model name {name!r} must be a plain folder name (it becomes the page's ?model=)")
@@ -169,8 +150,6 @@ def deploy_model(model_dir: Path | str, site_dir: Path | str = SITE_DIR, name: s
     if max_length is not None and (not isinstance(max_length, int) or max_length < 1):
         raise ValueError(f"max_length must be a positive number of tokens, not {max_length!r}")
     require_good_folder(model_dir, dtypes)
-    if max_length is None:
-        max_length = trained_max_length(model_dir)
     models = Path(site_dir) / "models"
     target = models / name
     staging = models / f".{name}.partial"
@@ -470,7 +449,7 @@ def main(argv: list[str] | None = None) -> int:
     deploy_cmd.add_argument("--name", default=DEFAULT_NAME)
     deploy_cmd.add_argument("--site", type=Path, default=SITE_DIR)
     deploy_cmd.add_argument("--max-length", type=int, default=None,
-                            help="tokens the model was fine-tuned on (default: chapter 05's record, for a run's export)")
+                            help="tokens the model was fine-tuned on (default: what chapter 05 recorded in prompt_template.json)")
     space_cmd = commands.add_parser("space", help="publish the page and a deployed model as a static Hugging Face Space")
     space_cmd.add_argument("--repo", required=True, help="the Space, e.g. your-name/corpus-to-client")
     space_cmd.add_argument("--name", default=DEFAULT_NAME, help="the deployed model (site/models/<name>/)")

@@ -658,7 +658,7 @@ def save_outputs(
     out = chapter_dir(run_dir, CHAPTER)
     model_dir = output_path(run_dir, "finetuned_model")
     save_finetuned(model, tokenizer, model_dir, extra_json={output_path(run_dir, "finetune_metrics").name: metrics})
-    write_template(model_dir / "prompt_template.json", tokenizer)
+    write_template(model_dir / "prompt_template.json", tokenizer, trained_max_length=metrics.get("max_length"))
     (out / "log_history.json").write_text(json.dumps(list(log_history), indent=1) + "\n", encoding="utf-8")
     return model_dir
 

@@ -151,7 +151,7 @@ def answer_from(tokenizer: Any, continuation: str) -> str:
     return continuation.strip()
 
 
-def template_json(tokenizer: Any = None) -> dict[str, Any]:
+def template_json(tokenizer: Any = None, trained_max_length: int | None = None) -> dict[str, Any]:
     """The prompt format as the JSON the browser page and the model folder read (``prompt_template.json``).
 
     kind "course" (no tokenizer, or one without a chat template): a client trims the instruction and
@@ -162,11 +162,14 @@ def template_json(tokenizer: Any = None) -> dict[str, Any]:
     pipeline does so for a list of messages), with the template of ``tokenizer_config.json``.
     ``add_special_tokens`` says whether the prompt's token ids get the tokenizer's special tokens
     (``prompt_adds_special_tokens``: training did so exactly when it is true); the page passes it to
-    the pipeline, and ``prompt_ids_from_template_json`` is the Python reference.
+    the pipeline, and ``prompt_ids_from_template_json`` is the Python reference. ``trained_max_length``
+    (chapter 05's: the longest example, prompt and answer, in tokens, it fine-tuned on) is recorded when
+    given: the page keeps a conversation within it.
     """
+    length = {} if trained_max_length is None else {"trained_max_length": int(trained_max_length)}
     example = "Explain Anarchism."
     if tokenizer is not None and uses_chat_template(tokenizer):
-        return {
+        return length | {
             "format": TEMPLATE_FORMAT,
             "version": TEMPLATE_VERSION,
             "kind": KIND_CHAT,
@@ -175,7 +178,7 @@ def template_json(tokenizer: Any = None) -> dict[str, Any]:
             "stop_strings": [],
             "example": {"instruction": example, "prompt": prompt_text(tokenizer, example)},
         }
-    return {
+    return length | {
         "format": TEMPLATE_FORMAT,
         "version": TEMPLATE_VERSION,
         "kind": KIND_COURSE,
@@ -190,11 +193,11 @@ def template_json(tokenizer: Any = None) -> dict[str, Any]:
     }
 
 
-def write_template(path: Path | str, tokenizer: Any = None) -> Path:
-    """Write ``template_json(tokenizer)`` to ``path`` (usually ``.../prompt_template.json``), atomically."""
+def write_template(path: Path | str, tokenizer: Any = None, trained_max_length: int | None = None) -> Path:
+    """Write ``template_json(tokenizer, trained_max_length)`` to ``path`` (usually ``.../prompt_template.json``), atomically."""
     from helpers.course import write_json  # here: the template itself needs none of the run machinery
 
-    return write_json(path, template_json(tokenizer))
+    return write_json(path, template_json(tokenizer, trained_max_length))
 
 
 def prompt_from_template_json(data: dict[str, Any], instruction: str, tokenizer: Any = None) -> str:

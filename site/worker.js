@@ -279,8 +279,8 @@ async function generate({ prompt, options }) {
   const wanted = options.max_new_tokens ?? 20;
   // [context]
   // Prompt and answer share the model's context, and a conversation also stays within the length the
-  // model was fine-tuned on (prompt_template.json's trained_max_length, chapter 05's max_length, which
-  // deploying records): past it the model reads longer texts than any it learned from, and each
+  // model was fine-tuned on (prompt_template.json's trained_max_length: chapter 05's max_length, which
+  // it records there): past it the model reads longer texts than any it learned from, and each
   // question would compute the whole conversation again. A chat is the conversation so far: while it
   // leaves no room for the answer asked for, its oldest exchange (a question and its answer) is left
   // out; the newest question always stays. Then the prompt's tokens are counted as the pipeline will

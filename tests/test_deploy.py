@@ -93,7 +93,7 @@ def test_deploy_refuses_a_name_transformers_js_would_not_take_for_a_model_id(exp
 
 
 def test_deploy_records_the_stop_strings_and_the_fine_tuning_length(exported_gpt2, site, tmp_path):
-    from helpers import course, prompt
+    from helpers import prompt
 
     def deployed_template(source, **kwargs):
         target = deploy.deploy_model(source, site, "tiny", **kwargs)
@@ -102,14 +102,12 @@ def test_deploy_records_the_stop_strings_and_the_fine_tuning_length(exported_gpt
     plain = deployed_template(exported_gpt2)
     assert plain["stop_strings"] == list(prompt.STOP_STRINGS) and "trained_max_length" not in plain
     assert deployed_template(exported_gpt2, max_length=384)["trained_max_length"] == 384
-    # a course run's export: chapter 05's record of the length it fine-tuned on
-    run = tmp_path / "run"
-    exported = Path(shutil.copytree(exported_gpt2, course.output_path(run, "onnx_model")))
-    metrics = course.output_path(run, "finetune_metrics")
-    metrics.parent.mkdir(parents=True)
-    metrics.write_text(json.dumps({"max_length": 256}))
-    assert deploy.trained_max_length(exported) == 256 and deploy.trained_max_length(exported_gpt2) is None
+    # a course model: chapter 05 records the length it fine-tuned on in the template, which export copies
+    exported = Path(shutil.copytree(exported_gpt2, tmp_path / "exported"))
+    prompt.write_template(exported / "prompt_template.json", trained_max_length=256)
     assert deployed_template(exported)["trained_max_length"] == 256
+    assert deployed_template(exported, max_length=128)["trained_max_length"] == 128  # the argument wins
+    assert json.loads((exported / "prompt_template.json").read_text())["trained_max_length"] == 256
     # an older template without stop strings gets helpers.prompt's, in the deployed copy only
     template_path = exported / "prompt_template.json"
     older = {key: value for key, value in json.loads(template_path.read_text()).items() if key != "stop_strings"}

@@ -60,7 +60,8 @@ def test_lora_trains_merges_exactly_and_beats_the_base_model_on_unseen_articles(
     assert metrics["test_perplexity_finetuned"] < metrics["test_perplexity_base"]
     assert metrics["val_loss_after"] < metrics["val_loss_before"]
     model = run / "05_finetune" / "model"
-    assert json.loads((model / "prompt_template.json").read_text())["kind"] == "chat"
+    template = json.loads((model / "prompt_template.json").read_text())
+    assert template["kind"] == "chat" and template["trained_max_length"] == metrics["max_length"] == 384
     assert "chat_template" in json.loads((model / "tokenizer_config.json").read_text())
 
 

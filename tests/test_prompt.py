@@ -49,6 +49,8 @@ def test_json_template_gives_byte_identical_prompts(tmp_path, clean_articles):
     assert data["placeholder"] == "{instruction}"
     assert data["response_separator"] == prompt.RESPONSE_SEPARATOR
     assert data["example"]["prompt"] == prompt.format_prompt(data["example"]["instruction"])
+    assert "trained_max_length" not in data  # recorded only when chapter 05 gives it
+    assert prompt.template_json(trained_max_length=384) == data | {"trained_max_length": 384}
     # Real titles and headings (accents, dashes, non-Latin scripts), plus text a naive JS
     # String.replace would mangle ("$&") and braces str.format would choke on.
     instructions = [f"Tell me about {s['heading'] or 'it'} in {a['title']}" for a in clean_articles for s in a["sections"]]
