@@ -114,20 +114,13 @@ def is_valid_model_name(name: str) -> bool:
 
 
 def _page_template(path: Path, max_length: int | None) -> None:
-    """Complete the deployed ``prompt_template.json`` with what the page reads beside the prompt format:
-    ``stop_strings`` (``helpers.prompt``'s, as ``template_json`` writes them, when an older file lacks
-    them) and, when ``max_length`` is given, ``trained_max_length``, the token budget of a conversation
-    (site/worker.js), in place of the one chapter 05 recorded."""
-    from helpers import prompt
-
+    """Set ``trained_max_length`` in the deployed ``prompt_template.json`` (the token budget of a
+    conversation, site/worker.js) to ``max_length``, in place of the one chapter 05 recorded there.
+    Everything else, the stop strings included, is ``helpers.prompt.template_json``'s, as exported."""
     template = json.loads(path.read_text(encoding="utf-8"))
-    wanted = dict(template)
-    if "stop_strings" not in wanted:
-        wanted["stop_strings"] = [] if wanted.get("kind") == prompt.KIND_CHAT else list(prompt.STOP_STRINGS)
-    if max_length is not None:
-        wanted["trained_max_length"] = max_length
-    if wanted != template:
-        path.write_text(json.dumps(wanted, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    if max_length is not None and template.get("trained_max_length") != max_length:
+        path.write_text(json.dumps(template | {"trained_max_length": max_length}, indent=2, ensure_ascii=False) + "\n",
+                        encoding="utf-8")
 
 
 def deploy_model(model_dir: Path | str, site_dir: Path | str = SITE_DIR, name: str = DEFAULT_NAME,

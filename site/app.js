@@ -105,9 +105,9 @@ async function checkModelFolder() {
   if (typeof template.add_special_tokens !== "boolean") {
     throw new MissingFileError(`models/${modelName}/prompt_template.json has no add_special_tokens (an older export). Export the model again (chapter 06).`);
   }
-  // What deploying records (helpers.deploy.deploy_model): the stop strings, and the length the model was fine-tuned on.
+  // What chapter 05 records in the template (helpers.prompt.template_json): the stop strings, and the length the model was fine-tuned on.
   if (!Array.isArray(template.stop_strings ?? []) || !(template.trained_max_length === undefined || Number.isInteger(template.trained_max_length) && template.trained_max_length > 0)) {
-    throw new MissingFileError(`models/${modelName}/prompt_template.json has a stop_strings or trained_max_length the page cannot use. Deploy the model again (python -m helpers.deploy deploy).`);
+    throw new MissingFileError(`models/${modelName}/prompt_template.json has a stop_strings or trained_max_length the page cannot use. Export the model again (chapter 06).`);
   }
   if (isChat && typeof tokenizerConfig.chat_template !== "string") {
     throw new MissingFileError(`models/${modelName}/tokenizer_config.json has no chat_template, but the model was trained with its chat template. Export the model again (chapter 06).`);

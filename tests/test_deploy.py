@@ -92,7 +92,7 @@ def test_deploy_refuses_a_name_transformers_js_would_not_take_for_a_model_id(exp
     assert deploy.deploy_model(exported_gpt2, site, "m" * 96).name == "m" * 96
 
 
-def test_deploy_records_the_stop_strings_and_the_fine_tuning_length(exported_gpt2, site, tmp_path):
+def test_deploy_keeps_the_stop_strings_and_the_fine_tuning_length(exported_gpt2, site, tmp_path):
     from helpers import prompt
 
     def deployed_template(source, **kwargs):
@@ -108,12 +108,6 @@ def test_deploy_records_the_stop_strings_and_the_fine_tuning_length(exported_gpt
     assert deployed_template(exported)["trained_max_length"] == 256
     assert deployed_template(exported, max_length=128)["trained_max_length"] == 128  # the argument wins
     assert json.loads((exported / "prompt_template.json").read_text())["trained_max_length"] == 256
-    # an older template without stop strings gets helpers.prompt's, in the deployed copy only
-    template_path = exported / "prompt_template.json"
-    older = {key: value for key, value in json.loads(template_path.read_text()).items() if key != "stop_strings"}
-    template_path.write_text(json.dumps(older))
-    assert deployed_template(exported)["stop_strings"] == list(prompt.STOP_STRINGS)
-    assert "stop_strings" not in json.loads(template_path.read_text())
     with pytest.raises(ValueError, match="max_length must be a positive number"):
         deploy.deploy_model(exported_gpt2, site, "tiny", max_length=0)
 
