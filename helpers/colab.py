@@ -18,14 +18,25 @@ Then ``setup_report(mount_drive)``:
 - mounts Google Drive on Colab (unless ``mount_drive=False``): the run folder lives there, so a
   chapter opened in its own runtime finds what the earlier chapters wrote
   (``course.resolve_run_dir``).
+
+Which version a runtime clones: every chapter's badge opens the notebook at a git ref and its install
+cell clones ``--branch`` that same ref, ``main`` in this repository. For a workshop,
+``python -m helpers.colab pin TAG`` rewrites both in every chapter and in the README, to be committed
+and tagged: attendees who open the chapters from that tag's README all run one version, whatever is
+pushed to main during the workshop (:func:`pin_course_ref`).
 """
 from __future__ import annotations
 
+import argparse
+import re
 import sys
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from helpers.course import atomic_output
+from helpers.profiles import REPO_ROOT
 
 DRIVE_MOUNTPOINT = Path("/content/drive")
 # The packages a Colab runtime brings and the course's install must leave alone: replacing torch pulls
@@ -201,3 +212,78 @@ def setup_report(mount_drive: bool | None = None, *, show: bool = True) -> Setup
     if show:
         print("\n".join(report.lines()))
     return report
+
+
+# --------------------------------------------------------------------------------------------------
+# The version each Colab runtime clones: the badges' ref and the install cells' --branch, one ref.
+
+COURSE_REPOSITORY = "corpus-to-client/corpus-to-client"
+_BADGE_REF = re.compile(r"(colab\.research\.google\.com/github/" + re.escape(COURSE_REPOSITORY) + r"/blob/)([^\s)\"]+?)(/notebooks/)")
+_CLONE_REF = re.compile(r"(git clone --depth 1 --branch )(\S+)( https://github\.com/" + re.escape(COURSE_REPOSITORY) + r" )")
+# A tag or branch name git accepts and a shell line and a URL can carry as they are.
+_SAFE_REF = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*")
+
+
+def files_naming_the_course_ref(repo_root: Path = REPO_ROOT) -> list[Path]:
+    """The files whose Colab badges or clone lines name the ref: every chapter (both twins), the README, the template."""
+    notebooks = sorted((repo_root / "notebooks").glob("[0-9][0-9]_*.md")) + sorted((repo_root / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    return [*notebooks, repo_root / "README.md", repo_root / "docs" / "notebook_template.md"]
+
+
+def course_refs(repo_root: Path = REPO_ROOT) -> dict[str, set[str]]:
+    """Every ref the badges and clone lines name, per file (relative path): one ref everywhere when consistent."""
+    refs = {}
+    for path in files_naming_the_course_ref(repo_root):
+        text = path.read_text(encoding="utf-8")
+        refs[str(path.relative_to(repo_root))] = ({m.group(2) for m in _BADGE_REF.finditer(text)}
+                                                  | {m.group(2) for m in _CLONE_REF.finditer(text)})
+    return refs
+
+
+def pin_course_ref(ref: str, repo_root: Path = REPO_ROOT) -> list[Path]:
+    """Make every Colab badge open, and every install cell clone, the course at ``ref``; return the files changed.
+
+    For a workshop: run it on a branch, commit, tag that commit ``ref`` and push the tag. Each chapter
+    opened from the tag's README then clones the tag, so every runtime of the workshop runs the same
+    course even if main moves meanwhile. ``pin_course_ref("main")`` undoes it, byte for byte.
+    """
+    if not _SAFE_REF.fullmatch(ref) or ".." in ref or ref.endswith((".lock", ".")):
+        raise ValueError(f"{ref!r} is not a tag or branch name the badges and clone lines can use: "
+                         "letters, digits, '.', '_', '-' and '/' between parts, e.g. workshop-2026-12")
+    changed = []
+    for path in files_naming_the_course_ref(repo_root):
+        text = path.read_text(encoding="utf-8")
+        pinned = _CLONE_REF.sub(lambda m: m.group(1) + ref + m.group(3), _BADGE_REF.sub(lambda m: m.group(1) + ref + m.group(3), text))
+        if pinned != text:
+            with atomic_output(path, encoding="utf-8", newline="") as handle:
+                handle.write(pinned)
+            changed.append(path)
+    return changed
+
+
+def main(argv: list[str] | None = None, repo_root: Path = REPO_ROOT) -> int:
+    parser = argparse.ArgumentParser(description="Pin the version Colab runtimes clone (for a workshop).")
+    commands = parser.add_subparsers(dest="command", required=True)
+    pin = commands.add_parser("pin", help="make every badge and install cell name REF (a tag, or main to undo)")
+    pin.add_argument("ref")
+    commands.add_parser("show", help="the refs the badges and install cells name now")
+    args = parser.parse_args(argv)
+    if args.command == "show":
+        for name, refs in course_refs(repo_root).items():
+            print(f"{name}: {', '.join(sorted(refs)) or 'none'}")
+        return 0
+    try:
+        changed = pin_course_ref(args.ref, repo_root)
+    except ValueError as error:
+        print(f"helpers.colab pin: {error}", file=sys.stderr)
+        return 2
+    print(f"{len(changed)} files now name {args.ref!r}: " + ", ".join(str(p.relative_to(repo_root)) for p in changed))
+    if args.ref != "main":
+        print(f"next: git switch -c {args.ref}-pins && git commit -am 'Pin Colab to {args.ref}' && "
+              f"git tag {args.ref} && git push origin {args.ref}; attendees open "
+              f"https://github.com/{COURSE_REPOSITORY}/blob/{args.ref}/README.md")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

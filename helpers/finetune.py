@@ -35,6 +35,7 @@ import os
 import re
 import shutil
 import time
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -432,7 +433,8 @@ def last_checkpoint(folder: Path | str) -> Path | None:
 
 class CourseTrainer(Trainer):
     """The Trainer with the course's two changes: perplexity logged beside every loss, and training
-    steps that count real tokens and then run without the attention mask.
+    steps that count real tokens and then run without the attention mask (and one warning kept out of
+    the output, below).
 
     With right padding and causal attention the mask changes no real token's output (each example's
     loss equals its loss alone, mask or not: tests/test_finetune.py), and without it PyTorch's SDPA
@@ -447,6 +449,14 @@ class CourseTrainer(Trainer):
         super().__init__(*args, **kwargs)
         self.tokens_not_added_up = 0  # this process's real tokens since the processes last added theirs up
         self.add_callback(_AddUpTokens(self))
+
+    def _rotate_checkpoints(self, *args: Any, **kwargs: Any) -> None:
+        # Checkpoints saved less than a second apart (a small model on a GPU) make the Trainer warn that
+        # file times "may not be reliable" and order them by step number instead: the right order for
+        # this folder, where every checkpoint comes from this run (a fresh run removes the old ones).
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="mtime may not be reliable on this filesystem")
+            return super()._rotate_checkpoints(*args, **kwargs)
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         mask = inputs.pop("attention_mask", None)

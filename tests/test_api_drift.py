@@ -15,7 +15,9 @@ import re
 from pathlib import Path
 
 import pytest
+from transformers import Trainer
 
+from helpers import finetune as ft
 from helpers.profiles import REPO_ROOT
 
 # last name of the call -> "module:attribute" of the callable it resolves to in the pinned libraries
@@ -114,3 +116,13 @@ def test_the_check_is_not_vacuous():
 ])
 def test_a_planted_unknown_keyword_is_caught(planted):
     assert unknown_keywords(planted)
+
+
+def test_course_trainer_overrides_methods_the_pinned_trainer_calls():
+    """An override of a method the Trainer renamed would be dead code that no error reports."""
+    overrides = {"_rotate_checkpoints", "training_step", "log"}
+    own = {name for name, value in vars(ft.CourseTrainer).items() if callable(value) and not name.startswith("__")}
+    assert own - {"add_up_tokens"} == overrides, "a new override: add it here"
+    for name in overrides:
+        assert callable(getattr(Trainer, name, None)), f"transformers' Trainer has no {name} any more"
+        assert re.search(rf"self\.{name}\(", inspect.getsource(Trainer)), f"the Trainer no longer calls {name}"

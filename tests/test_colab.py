@@ -1,15 +1,18 @@
 """helpers.colab: the set-up report of every chapter (GPU, memory, precision, Drive), with torch.cuda faked."""
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import types
 from pathlib import Path
 
+import jupytext
 import pytest
 import torch
 
 from helpers import colab
+from helpers.course import CHAPTERS
 from helpers.profiles import REPO_ROOT
 
 
@@ -147,3 +150,57 @@ def test_rotated_checkpoints_are_deleted_from_drives_trash_and_nothing_else(tmp_
                                            drive_root=mydrive) == []  # no such folder: nothing asked, nothing deleted
     with pytest.raises(ValueError):
         colab.purge_trashed_checkpoints(tmp_path / "not-on-drive", service=drive, drive_root=mydrive)
+
+
+# --- the version Colab runtimes clone ---------------------------------------------------------------
+
+
+def test_every_badge_and_install_cell_name_main_here():
+    refs = colab.course_refs()
+    chapters = [name for name in refs if name.startswith("notebooks/")]
+    assert len(chapters) == 2 * len(CHAPTERS)  # both twins of every chapter
+    assert all(found == {"main"} for found in refs.values()), refs
+
+
+def _copy_of_the_ref_files(tmp_path: Path) -> Path:
+    for path in colab.files_naming_the_course_ref():
+        target = tmp_path / path.relative_to(REPO_ROOT)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, target)
+    return tmp_path
+
+
+def test_pinning_a_workshop_tag_rewrites_every_badge_and_clone_and_main_undoes_it(tmp_path):
+    repo = _copy_of_the_ref_files(tmp_path)
+    before = {path: path.read_bytes() for path in colab.files_naming_the_course_ref(repo)}
+    changed = colab.pin_course_ref("workshop-2026-12", repo)
+    assert set(changed) == set(before)
+    assert all(found == {"workshop-2026-12"} for found in colab.course_refs(repo).values())
+    notebook = repo / "notebooks" / f"{CHAPTERS['05_finetune']}.md"
+    text = notebook.read_text()
+    assert f"/blob/workshop-2026-12/notebooks/{CHAPTERS['05_finetune']}.ipynb" in text
+    assert "git clone --depth 1 --branch workshop-2026-12 https://github.com/corpus-to-client/corpus-to-client " in text
+    for md in (repo / "notebooks").glob("*.md"):  # the twins still agree, cell for cell
+        assert ([c.source for c in jupytext.read(md).cells]
+                == [c.source for c in jupytext.read(md.with_suffix(".ipynb")).cells]), md.name
+    assert colab.pin_course_ref("workshop-2026-12", repo) == []  # already pinned: nothing rewritten
+    colab.pin_course_ref("main", repo)
+    assert {path: path.read_bytes() for path in before} == before
+
+
+@pytest.mark.parametrize("ref", ["", "-rf", "a..b", "has space", "x;rm", "tag.lock", "v1/", "a)b"])
+def test_a_ref_that_git_or_a_shell_line_would_misread_is_refused(tmp_path, ref):
+    repo = _copy_of_the_ref_files(tmp_path)
+    before = {path: path.read_bytes() for path in colab.files_naming_the_course_ref(repo)}
+    with pytest.raises(ValueError, match="tag or branch name"):
+        colab.pin_course_ref(ref, repo)
+    assert {path: path.read_bytes() for path in before} == before
+
+
+def test_the_pin_command_reports_the_files_and_refuses_a_bad_ref(tmp_path, capsys):
+    repo = _copy_of_the_ref_files(tmp_path)
+    assert colab.main(["pin", "workshop-2026-12"], repo_root=repo) == 0
+    out = capsys.readouterr().out
+    assert f"{len(colab.files_naming_the_course_ref(repo))} files now name 'workshop-2026-12'" in out
+    assert "git tag workshop-2026-12" in out
+    assert colab.main(["pin", "a..b"], repo_root=repo) == 2 and "not a tag or branch name" in capsys.readouterr().err

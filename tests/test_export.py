@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
+import jupytext
 import numpy as np
 import pytest
 
@@ -301,3 +304,31 @@ def test_the_model_card_says_which_weights_were_fine_tuned(tmp_path):
     assert f"at revision {hub.PINNED_REVISIONS[name]}" in cards[hub.SOURCE_HUB]
     assert "stand-in" not in cards[hub.SOURCE_HUB].split("## Training")[0]
     assert "Where the Hugging Face Hub is unreachable" in cards[None]  # a record from before the source was noted
+
+
+# Every module's first import logs "importing <name>" at INFO as it starts, as datasets does when it finds JAX
+# (on Colab).
+_IMPORT_PROBE = """
+import builtins, logging, sys
+real_import = builtins.__import__
+def probed_import(name, *args, **kwargs):
+    if name not in sys.modules:
+        logging.getLogger("import-probe").info("importing %s", name)
+    return real_import(name, *args, **kwargs)
+builtins.__import__ = probed_import
+"""
+
+
+def test_chapter_06_imports_print_no_library_info_lines():
+    """onnxruntime's quantizer import sets the root logger to INFO: the chapter restores it before any INFO is printed."""
+    notebook = course.NOTEBOOKS_DIR / f"{course.CHAPTERS['06_export']}.md"
+    cell = next(c.source for c in jupytext.read(notebook).cells
+                if c.cell_type == "code" and "import onnxruntime" in c.source)
+    statements = [line for line in cell.splitlines()
+                  if line.startswith(("import ", "from ", "logging.getLogger().setLevel"))]
+    assert any("MatMulNBitsQuantizer" in line for line in statements)
+    code = _IMPORT_PROBE + "\n".join(statements) + "\nlogging.getLogger('import-probe').info('after the cell')\n"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                            cwd=course.REPO_ROOT)
+    assert result.returncode == 0, result.stderr
+    assert "import-probe" not in result.stderr, result.stderr

@@ -640,3 +640,17 @@ def test_course_trainer_counts_every_real_token_and_trains_without_the_mask(tmp_
     gpt2.forward = original_forward
     assert trainer.state.num_input_tokens_seen == sum(train_data["length"])
     assert seen_masks and all(mask is None for mask in seen_masks)
+
+
+def test_checkpoints_saved_within_a_second_rotate_by_step_without_a_warning(tmp_path, train_data, course_tokenizer, gpt2,
+                                                                          recwarn, monkeypatch):
+    """A small model on a GPU saves several checkpoints a second; the Trainer then warns about file times."""
+    params = _params(finetune_batch_size=16, finetune_epochs=1, finetune_save_total_limit=1)
+    args = ft.training_arguments(params, tmp_path, learning_rate=1e-4, precision="fp32", max_steps=4,
+                                 eval_strategy="no", save_strategy="steps", save_steps=1, load_best_model_at_end=False)
+    collator = ft.RightPaddingCollator(ft.pad_token_id(course_tokenizer))
+    trainer = ft.CourseTrainer(model=copy.deepcopy(gpt2), args=args, train_dataset=train_data, data_collator=collator)
+    monkeypatch.setattr(os.path, "getmtime", lambda path: 1_700_000_000.0)  # every save in the same second
+    trainer.train()
+    assert sorted(p.name for p in tmp_path.glob("checkpoint-*")) == ["checkpoint-4"]  # the newest kept, by step
+    assert not [w for w in recwarn if "mtime" in str(w.message)], [str(w.message) for w in recwarn]
