@@ -384,7 +384,8 @@ def test_finetune_trains_saves_a_plain_model_and_reports(full_run):
     assert metrics["val_loss_after"] < metrics["val_loss_before"]
     assert metrics["val_perplexity_after"] == pytest.approx(math.exp(metrics["val_loss_after"]), rel=1e-3)
     assert metrics["trainable_parameters"] == metrics["total_parameters"] > 0
-    assert metrics["precision"] == "fp32" and metrics["global_step"] == 2 * math.ceil(48 / 8)
+    assert metrics["precision"] == ft.choose_precision()  # fp32 on a CPU; bf16 or fp16 on a GPU
+    assert metrics["global_step"] == 2 * math.ceil(48 / 8)
     assert metrics["tokens_trained"] > 0 and metrics["tokens_per_second"] > 0 and metrics["best_step"] > 0
     evals = [entry for entry in full_run.log_history if "eval_loss" in entry]
     assert len(evals) == metrics["global_step"] // 2
