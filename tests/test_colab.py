@@ -155,11 +155,12 @@ def test_rotated_checkpoints_are_deleted_from_drives_trash_and_nothing_else(tmp_
 # --- the version Colab runtimes clone ---------------------------------------------------------------
 
 
-def test_every_badge_and_install_cell_name_main_here():
+def test_every_badge_and_install_cell_name_one_ref():
+    """main here; a workshop's tag on its pinned commit (python -m helpers.colab pin): one ref in every file."""
     refs = colab.course_refs()
     chapters = [name for name in refs if name.startswith("notebooks/")]
     assert len(chapters) == 2 * len(CHAPTERS)  # both twins of every chapter
-    assert all(found == {"main"} for found in refs.values()), refs
+    assert len(set().union(*refs.values())) == 1 and all(len(found) == 1 for found in refs.values()), refs
 
 
 def _copy_of_the_ref_files(tmp_path: Path) -> Path:
