@@ -171,21 +171,27 @@ def _copy_of_the_ref_files(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def test_pinning_a_workshop_tag_rewrites_every_badge_and_clone_and_main_undoes_it(tmp_path):
+def _the_ref(repo: Path) -> str:
+    (ref,) = set().union(*colab.course_refs(repo).values())
+    return ref
+
+
+def test_pinning_a_workshop_tag_rewrites_every_badge_and_clone_and_pinning_back_undoes_it(tmp_path):
     repo = _copy_of_the_ref_files(tmp_path)
+    original = _the_ref(repo)  # main; a workshop's tag on a pinned commit
     before = {path: path.read_bytes() for path in colab.files_naming_the_course_ref(repo)}
-    changed = colab.pin_course_ref("workshop-2026-12", repo)
+    changed = colab.pin_course_ref("pin-test-2026-12", repo)
     assert set(changed) == set(before)
-    assert all(found == {"workshop-2026-12"} for found in colab.course_refs(repo).values())
+    assert all(found == {"pin-test-2026-12"} for found in colab.course_refs(repo).values())
     notebook = repo / "notebooks" / f"{CHAPTERS['05_finetune']}.md"
     text = notebook.read_text()
-    assert f"/blob/workshop-2026-12/notebooks/{CHAPTERS['05_finetune']}.ipynb" in text
-    assert "git clone --depth 1 --branch workshop-2026-12 https://github.com/corpus-to-client/corpus-to-client " in text
+    assert f"/blob/pin-test-2026-12/notebooks/{CHAPTERS['05_finetune']}.ipynb" in text
+    assert "git clone --depth 1 --branch pin-test-2026-12 https://github.com/corpus-to-client/corpus-to-client " in text
     for md in (repo / "notebooks").glob("*.md"):  # the twins still agree, cell for cell
         assert ([c.source for c in jupytext.read(md).cells]
                 == [c.source for c in jupytext.read(md.with_suffix(".ipynb")).cells]), md.name
-    assert colab.pin_course_ref("workshop-2026-12", repo) == []  # already pinned: nothing rewritten
-    colab.pin_course_ref("main", repo)
+    assert colab.pin_course_ref("pin-test-2026-12", repo) == []  # already pinned: nothing rewritten
+    colab.pin_course_ref(original, repo)
     assert {path: path.read_bytes() for path in before} == before
 
 
@@ -200,8 +206,8 @@ def test_a_ref_that_git_or_a_shell_line_would_misread_is_refused(tmp_path, ref):
 
 def test_the_pin_command_reports_the_files_and_refuses_a_bad_ref(tmp_path, capsys):
     repo = _copy_of_the_ref_files(tmp_path)
-    assert colab.main(["pin", "workshop-2026-12"], repo_root=repo) == 0
+    assert colab.main(["pin", "pin-test-2026-12"], repo_root=repo) == 0
     out = capsys.readouterr().out
-    assert f"{len(colab.files_naming_the_course_ref(repo))} files now name 'workshop-2026-12'" in out
-    assert "git tag workshop-2026-12" in out
+    assert f"{len(colab.files_naming_the_course_ref(repo))} files now name 'pin-test-2026-12'" in out
+    assert "git tag pin-test-2026-12" in out
     assert colab.main(["pin", "a..b"], repo_root=repo) == 2 and "not a tag or branch name" in capsys.readouterr().err
