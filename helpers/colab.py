@@ -218,7 +218,7 @@ def setup_report(mount_drive: bool | None = None, *, show: bool = True) -> Setup
 # The version each Colab runtime clones: the badges' ref and the install cells' --branch, one ref.
 
 COURSE_REPOSITORY = "corpus-to-client/corpus-to-client"
-_BADGE_REF = re.compile(r"(colab\.research\.google\.com/github/" + re.escape(COURSE_REPOSITORY) + r"/blob/)([^\s)\"]+?)(/notebooks/)")
+COLAB_BADGE = re.compile(r"(colab\.research\.google\.com/github/" + re.escape(COURSE_REPOSITORY) + r"/blob/)([^\s)\"]+?)(/notebooks/)")
 _CLONE_REF = re.compile(r"(git clone --depth 1 --branch )(\S+)( https://github\.com/" + re.escape(COURSE_REPOSITORY) + r" )")
 # A tag or branch name git accepts and a shell line and a URL can carry as they are.
 _SAFE_REF = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*")
@@ -235,7 +235,7 @@ def course_refs(repo_root: Path = REPO_ROOT) -> dict[str, set[str]]:
     refs = {}
     for path in files_naming_the_course_ref(repo_root):
         text = path.read_text(encoding="utf-8")
-        refs[str(path.relative_to(repo_root))] = ({m.group(2) for m in _BADGE_REF.finditer(text)}
+        refs[str(path.relative_to(repo_root))] = ({m.group(2) for m in COLAB_BADGE.finditer(text)}
                                                   | {m.group(2) for m in _CLONE_REF.finditer(text)})
     return refs
 
@@ -253,7 +253,7 @@ def pin_course_ref(ref: str, repo_root: Path = REPO_ROOT) -> list[Path]:
     changed = []
     for path in files_naming_the_course_ref(repo_root):
         text = path.read_text(encoding="utf-8")
-        pinned = _CLONE_REF.sub(lambda m: m.group(1) + ref + m.group(3), _BADGE_REF.sub(lambda m: m.group(1) + ref + m.group(3), text))
+        pinned = _CLONE_REF.sub(lambda m: m.group(1) + ref + m.group(3), COLAB_BADGE.sub(lambda m: m.group(1) + ref + m.group(3), text))
         if pinned != text:
             with atomic_output(path, encoding="utf-8", newline="") as handle:
                 handle.write(pinned)
