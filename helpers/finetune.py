@@ -1031,6 +1031,17 @@ def plot_loss_curves(log_history: Sequence[dict[str, Any]], *, before: float | N
     return ax
 
 
+def leave_process_group() -> None:
+    """Under ``torchrun``: wait for every process, then close the process group the Trainer opened.
+
+    A process that exits with the group still open can abort on the way out ("terminate called without an
+    active exception", seen in CI from gloo's threads), and torchrun then reports the whole run as failed.
+    """
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m helpers.finetune --profile full --run-dir runs/full``: chapter 05's training as a script.
 
@@ -1048,6 +1059,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     params = get_profile(args.profile, parse_overrides(args.overrides))
     result = finetune(params, args.run_dir, method=args.method, resume=args.resume or None)
+    leave_process_group()
     if result is not None:
         print(json.dumps({key: result.metrics[key] for key in ("train_seconds", "tokens_trained") if key in result.metrics}))
         print(f"saved {result.model_dir}")

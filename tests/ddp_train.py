@@ -42,6 +42,7 @@ def main(folder: Path, batch_size: int, out: Path) -> None:
             "tokens": trainer.state.num_input_tokens_seen,
             "weights": {name: float(tensor.double().sum()) for name, tensor in model.state_dict().items()},
         }))
+    ft.leave_process_group()
 
 
 if __name__ == "__main__":
